@@ -1,0 +1,45 @@
+// linformer init: builds a model from a JSON config, initialises its parameters from a seed and
+// writes it as a safetensors model file.
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+
+#include "commands.hpp"
+#include "linformer/checkpoint.hpp"
+#include "linformer/config.hpp"
+#include "linformer/model.hpp"
+
+namespace linformer::app {
+
+CLI::App* add_init_command(CLI::App& app, InitOptions& opt) {
+  CLI::App* cmd = app.add_subcommand("init", "Create a model with freshly initialised parameters from a JSON config");
+  cmd->add_option("--config", opt.config, "Model config (JSON, see docs/model.md)")->required()->type_name("FILE");
+  cmd->add_option("--seed", opt.seed, "Seed of the initialisation (same seed, same parameters)")
+      ->capture_default_str()
+      ->type_name("S");
+  cmd->add_option("--out", opt.out, "Model file to write (safetensors, see docs/format.md)")
+      ->required()
+      ->type_name("FILE");
+  return cmd;
+}
+
+void run_init(const InitOptions& opt) {
+  const ModelConfig cfg = ModelConfig::from_file(opt.config);
+  Model model(cfg);
+  model.init(opt.seed);
+  save_model(model, opt.out);
+
+  std::string k;
+  for (size_t i = 0; i < cfg.k.size(); ++i) {
+    if (i) k += ',';
+    k += std::to_string(cfg.k[i]);
+  }
+  fmt::print("init: attention={} layers={} d_model={} heads={} d_ff={} vocab={} max_len={}", to_string(cfg.attention),
+             cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.vocab_size, cfg.max_len);
+  if (cfg.attention == AttentionKind::Linformer) {
+    fmt::print(" k={} sharing={} proj_order={}", k, to_string(cfg.sharing), to_string(cfg.proj_order));
+  }
+  const size_t n = model.params().total();
+  fmt::print(" params={} ({:.1f} MB) seed={} -> {}\n", n, static_cast<double>(n) * 4.0 / 1e6, opt.seed, opt.out);
+}
+
+}  // namespace linformer::app

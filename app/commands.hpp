@@ -1,0 +1,42 @@
+// The `linformer` command's subcommands. Each has an options struct, a function that declares
+// its command-line options on a CLI11 subcommand, and a function that runs it. main.cpp wires
+// them together; a subcommand throws (linformer::Error or std::exception) on failure.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace CLI {
+class App;
+}
+
+namespace linformer::app {
+
+inline constexpr const char* kVersion = "0.1.0";
+
+// Declares `--threads N` on `app` (the command itself and every compute subcommand share one
+// value). 0 keeps OpenMP's default (OMP_NUM_THREADS or all cores).
+void add_threads_option(CLI::App& app, int& threads);
+// Applies the value chosen with --threads (omp_set_num_threads) and returns the thread count
+// that parallel regions will use.
+int apply_threads(int threads);
+
+// linformer init --config C.json --seed S --out M.safetensors
+struct InitOptions {
+  std::string config;
+  uint64_t seed = 0;
+  std::string out;
+};
+CLI::App* add_init_command(CLI::App& app, InitOptions& opt);
+void run_init(const InitOptions& opt);
+
+// linformer forward --model M.safetensors --ids IDS --out OUT.safetensors
+struct ForwardOptions {
+  std::string model;
+  std::string ids;
+  std::string out;
+  int repeat = 1;
+};
+CLI::App* add_forward_command(CLI::App& app, ForwardOptions& opt, int& threads);
+void run_forward(const ForwardOptions& opt, int threads);
+
+}  // namespace linformer::app

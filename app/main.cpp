@@ -1,0 +1,49 @@
+// The `linformer` command: parses the command line (CLI11) and runs one subcommand.
+// Every subcommand lives in its own file (cmd_<name>.cpp, declared in commands.hpp).
+// Errors from the library (linformer::Error) and the standard library are printed as
+// `error: <message>` on stderr with exit status 1; CLI11's own parse errors keep its exit codes.
+#include <exception>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+
+#include "commands.hpp"
+#include "linformer/error.hpp"
+
+int main(int argc, char** argv) {
+  using namespace linformer::app;
+
+  CLI::App app{"linformer: train and run Linformer encoders (and the standard Transformer) on the CPU.",
+               "linformer"};
+  app.set_version_flag("--version", std::string("linformer ") + kVersion);
+  app.require_subcommand(1);
+  int threads = 0;
+  add_threads_option(app, threads);
+
+  InitOptions init_opt;
+  CLI::App* init = add_init_command(app, init_opt);
+  ForwardOptions forward_opt;
+  CLI::App* forward = add_forward_command(app, forward_opt, threads);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  try {
+    if (init->parsed()) {
+      run_init(init_opt);
+    } else if (forward->parsed()) {
+      run_forward(forward_opt, threads);
+    }
+  } catch (const linformer::Error& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}

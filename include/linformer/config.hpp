@@ -1,0 +1,65 @@
+// Model configuration: a plain struct, read from and written to JSON, validated.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace linformer {
+
+enum class AttentionKind { Full, Linformer };
+
+// How Linformer's sequence projections E (keys) and F (values) are shared (paper section 4).
+enum class Sharing {
+  None,       // separate E_i, F_i for every head of every layer: [heads, k, max_len] each
+  Headwise,   // one E and one F per layer, shared by its heads: [k, max_len] each
+  KeyValue,   // one projection per layer used as both E and F: [k, max_len]
+  Layerwise,  // one projection for all layers, heads, keys and values: [k, max_len]
+};
+
+// Where the projection E applies (PAPER.md, "Where E applies").
+enum class ProjOrder {
+  InputFirst,   // K = (E X) W_k^T + b_k: project the layer input, then the key/value maps (fairseq; cheaper)
+  LinearFirst,  // K = E (X W_k^T + b_k): the paper's formula
+};
+
+enum class Pooling { First, Mean };
+
+struct ModelConfig {
+  int vocab_size = 8000;
+  int max_len = 512;  // N_max: longest sequence the model accepts; E/F have max_len columns
+  int d_model = 256;
+  int n_heads = 4;
+  int d_ff = 1024;
+  int n_layers = 4;
+  AttentionKind attention = AttentionKind::Linformer;
+  std::vector<int> k = {64};  // projected length; one value for all layers, or one per layer
+  Sharing sharing = Sharing::Headwise;
+  ProjOrder proj_order = ProjOrder::InputFirst;
+  float dropout = 0.1f;            // on embeddings, attention output and FFN output
+  float attention_dropout = 0.1f;  // on the attention probabilities
+  float layer_norm_eps = 1e-5f;
+  float init_std = 0.02f;  // N(0, init_std) for every matrix, E/F included (BERT init)
+  int num_labels = 0;      // > 0 adds a sequence-classification head
+  Pooling pooling = Pooling::First;
+
+  int head_dim() const { return d_model / n_heads; }
+  // Projected length of layer `layer` (k.size() is 1 or n_layers after validation).
+  int k_of(int layer) const { return k.size() == 1 ? k[0] : k[layer]; }
+
+  // Throws ConfigError naming the first invalid field.
+  void validate() const;
+
+  nlohmann::json to_json() const;
+  // Unknown keys are an error (catches typos); missing keys take the defaults above.
+  static ModelConfig from_json(const nlohmann::json& j);
+  static ModelConfig from_file(const std::string& path);
+};
+
+const char* to_string(AttentionKind v);
+const char* to_string(Sharing v);
+const char* to_string(ProjOrder v);
+const char* to_string(Pooling v);
+
+}  // namespace linformer

@@ -1,0 +1,87 @@
+// Token files and the masked-language-modelling data pipeline.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "linformer/model.hpp"
+
+namespace linformer {
+
+class Tokenizer;
+
+// A binary token file (docs/data.md): a small header (magic, version, dtype, counts), the token
+// ids (int32), then the sentence boundaries (uint64 end offsets; a document ends with a
+// sentence whose last token is kEosId... see docs/data.md for the exact layout).
+// Opened read-only and memory-mapped; the header and sizes are validated against the file size.
+class TokenFile {
+ public:
+  explicit TokenFile(const std::string& path);
+  ~TokenFile();
+  TokenFile(const TokenFile&) = delete;
+  TokenFile& operator=(const TokenFile&) = delete;
+  size_t num_tokens() const { return num_tokens_; }
+  const int32_t* tokens() const { return tokens_; }
+  size_t num_sentences() const { return num_sentences_; }
+  const uint64_t* sentence_ends() const { return sentence_ends_; }  // ascending, last == num_tokens
+  int32_t max_id() const { return max_id_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  void* map_ = nullptr;
+  size_t map_size_ = 0;
+  const int32_t* tokens_ = nullptr;
+  const uint64_t* sentence_ends_ = nullptr;
+  size_t num_tokens_ = 0, num_sentences_ = 0;
+  int32_t max_id_ = -1;
+};
+
+// Streams text files (a folder: all its files, sorted) through the tokenizer into a token file,
+// written atomically. Each non-empty line is a sentence; an empty line or the end of a file ends a
+// document. Returns the number of tokens. The corpus need not fit in memory.
+size_t encode_corpus(const Tokenizer& tok, const std::vector<std::string>& inputs, const std::string& out_path);
+
+struct MlmOptions {
+  int seq_len = 128;       // n, including <s> and </s>
+  int batch_size = 16;
+  float mask_prob = 0.15f;     // share of tokens selected for prediction
+  float mask_token = 0.8f;     // of those: replaced by <mask>
+  float random_token = 0.1f;   //           replaced by a random non-special token (rest kept)
+  int vocab_size = 0;          // for random replacements
+  uint64_t seed = 0;
+  bool shuffle = true;         // shuffle sequence order every epoch (false for validation)
+};
+
+// RoBERTa FULL-SENTENCES packing: each sequence is <s> + whole consecutive sentences (possibly
+// crossing documents) + </s>, at most seq_len tokens; a sentence longer than seq_len - 2 is
+// split. The last sequence may be short (padded and masked in the batch). Masking is drawn
+// afresh every time a sequence is seen, from (seed, epoch, sequence index); never on
+// <s>, </s> or padding.
+class MlmBatcher {
+ public:
+  MlmBatcher(const TokenFile& file, MlmOptions opt);
+  // The next batch: ids/mask in `batch`, labels [B*n] (original id where selected, else kIgnoreIndex).
+  // Wraps around to a new epoch at the end of the data.
+  void next(Batch& batch, std::vector<int32_t>& labels);
+  size_t num_sequences() const { return ranges_.size(); }
+  size_t batches_per_epoch() const;
+
+  // Data position, for checkpoints and resume.
+  struct State {
+    uint64_t epoch = 0;
+    uint64_t cursor = 0;  // index into this epoch's order
+  };
+  State state() const { return state_; }
+  void set_state(State s);
+
+ private:
+  const TokenFile& file_;
+  MlmOptions opt_;
+  std::vector<std::pair<uint64_t, uint64_t>> ranges_;  // token [begin, end) of each sequence's body
+  std::vector<uint32_t> order_;
+  State state_;
+  void make_order();
+};
+
+}  // namespace linformer

@@ -1,0 +1,87 @@
+// The encoder: RoBERTa-style (post-LayerNorm) with full or Linformer attention, an MLM head
+// whose decoder is tied to the token embedding, and an optional classification head.
+//
+// Typical use:
+//   Model m(cfg); m.init(seed);
+//   Batch b = Batch::from_sequences({{5, 6, 7}, {8, 9}});      // padded and masked
+//   float loss = m.forward_mlm(b, labels);  m.backward();      // grads in m.params()
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "linformer/config.hpp"
+#include "linformer/params.hpp"
+
+namespace linformer {
+
+// Token ids [B, n] with a key-padding mask [B, n] (1 = real token, 0 = padding).
+struct Batch {
+  int B = 0, n = 0;
+  std::vector<int32_t> ids;  // [B*n]
+  std::vector<uint8_t> mask; // [B*n]
+  // Pads sequences of different lengths with pad_id to the longest; throws InputError if empty.
+  static Batch from_sequences(const std::vector<std::vector<int32_t>>& seqs, int32_t pad_id = 0);
+  int length(int b) const;  // number of real tokens in sequence b
+};
+
+constexpr int kIgnoreIndex = -100;  // label value that the losses skip (as PyTorch)
+
+class Model {
+ public:
+  explicit Model(const ModelConfig& cfg);  // validates cfg; parameters zeroed until init()
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  const ModelConfig& config() const { return cfg_; }
+  ParamTable& params() { return params_; }
+  const ParamTable& params() const { return params_; }
+
+  // BERT initialisation: N(0, init_std) for matrices and E/F, zero biases, LayerNorm (1, 0).
+  // Deterministic in seed.
+  void init(uint64_t seed);
+
+  // Dropout is active only in training mode. Each forward in training mode draws new dropout
+  // masks from (dropout_seed, forward counter); set_dropout_seed resets the counter.
+  void train(bool on = true) { training_ = on; }
+  void eval() { training_ = false; }
+  bool is_training() const { return training_; }
+  void set_dropout_seed(uint64_t seed, uint64_t counter = 0) { dropout_seed_ = seed; dropout_counter_ = counter; }
+  uint64_t dropout_counter() const { return dropout_counter_; }
+
+  void zero_grad() { params_.zero_grad(); }
+
+  // Runs the encoder; returns hidden states [B, n, d] (valid until the next forward).
+  // Throws InputError for ids outside the vocabulary, n > max_len, or a sequence with no real token.
+  const float* encode(const Batch& batch);
+
+  // Encoder + MLM head. logits [B, n, vocab]. With labels ([B*n], kIgnoreIndex to skip) also
+  // returns the mean cross-entropy over labelled positions and prepares backward().
+  const float* forward_mlm_logits(const Batch& batch);
+  float forward_mlm(const Batch& batch, const std::vector<int32_t>& labels);
+
+  // Encoder + classification head (needs num_labels > 0). logits [B, num_labels].
+  const float* forward_cls_logits(const Batch& batch);
+  float forward_cls(const Batch& batch, const std::vector<int32_t>& labels);  // labels [B]
+
+  // Backpropagates the last loss (forward_mlm or forward_cls), accumulating into params().grad.
+  void backward();
+
+  // Pointers into the last forward's buffers.
+  const float* hidden() const;      // [B, n, d]
+  const float* mlm_logits() const;  // [B, n, vocab]
+  const float* cls_logits() const;  // [B, num_labels]
+
+ private:
+  struct Impl;
+  ModelConfig cfg_;
+  ParamTable params_;
+  std::unique_ptr<Impl> impl_;
+  bool training_ = false;
+  uint64_t dropout_seed_ = 0x5eed;
+  uint64_t dropout_counter_ = 0;
+};
+
+}  // namespace linformer

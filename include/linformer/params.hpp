@@ -1,0 +1,50 @@
+// Named parameters in one flat block, with a gradient block of the same layout.
+// Zeroing, the optimizer and checkpoints are flat loops over this table.
+#pragma once
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace linformer {
+
+struct ParamInfo {
+  std::string name;            // e.g. "blk.0.attn_q.weight"
+  std::vector<int64_t> shape;  // row-major
+  size_t offset = 0;           // in floats, into ParamTable::data / grad
+  size_t numel = 0;
+  bool decay = true;           // weight decay applies (false for biases, LayerNorm, embeddings)
+};
+
+class ParamTable {
+ public:
+  // Registers a tensor; returns its index. Call before finalize().
+  int add(std::string name, std::vector<int64_t> shape, bool decay);
+  // Allocates data and grad (zeroed). Pointers stay valid afterwards.
+  void finalize();
+
+  float* data(int i) { return data_.data() + infos_[i].offset; }
+  const float* data(int i) const { return data_.data() + infos_[i].offset; }
+  float* grad(int i) { return grad_.data() + infos_[i].offset; }
+  const float* grad(int i) const { return grad_.data() + infos_[i].offset; }
+
+  const std::vector<ParamInfo>& infos() const { return infos_; }
+  const ParamInfo& info(int i) const { return infos_[i]; }
+  int size() const { return static_cast<int>(infos_.size()); }
+  // Index of a name, or -1.
+  int find(const std::string& name) const;
+
+  std::vector<float>& all_data() { return data_; }
+  const std::vector<float>& all_data() const { return data_; }
+  std::vector<float>& all_grad() { return grad_; }
+  const std::vector<float>& all_grad() const { return grad_; }
+  size_t total() const { return total_; }
+
+  void zero_grad();
+
+ private:
+  std::vector<ParamInfo> infos_;
+  std::vector<float> data_, grad_;
+  size_t total_ = 0;
+};
+
+}  // namespace linformer

@@ -1,0 +1,39 @@
+// SentencePiece tokenizer (unigram), trained by the tool, with fixed special-token ids.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace linformer {
+
+// Special tokens, the same ids in every tokenizer this tool trains (docs/data.md).
+constexpr int32_t kPadId = 0;   // <pad>
+constexpr int32_t kBosId = 1;   // <s>   (also the classification token)
+constexpr int32_t kEosId = 2;   // </s>  (also the separator)
+constexpr int32_t kUnkId = 3;   // <unk>
+constexpr int32_t kMaskId = 4;  // <mask>
+constexpr int32_t kNumSpecial = 5;
+
+class Tokenizer {
+ public:
+  // Trains on text files (a folder means every regular file in it, recursively, sorted by name)
+  // and writes a SentencePiece model to out_model (atomically). Throws IoError / InputError.
+  static void train(const std::vector<std::string>& inputs, int vocab_size, const std::string& out_model,
+                    uint64_t seed = 0);
+  explicit Tokenizer(const std::string& model_path);
+  ~Tokenizer();
+  Tokenizer(Tokenizer&&) noexcept;
+
+  std::vector<int32_t> encode(const std::string& text) const;  // no bos/eos added
+  std::string decode(const std::vector<int32_t>& ids) const;
+  std::string piece(int32_t id) const;
+  int32_t piece_to_id(const std::string& piece) const;
+  int vocab_size() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace linformer

@@ -1,0 +1,74 @@
+// Masked-language-model pretraining: the loop, evaluation, metrics, checkpoints and resume.
+//
+// An output folder holds (docs/training.md):
+//   config.json        the model config          train.json   these options
+//   tokenizer.model    copy of the tokenizer (when given)
+//   metrics.jsonl      one JSON object per logged step and per evaluation
+//   ckpt-SSSSSSSS/     model.safetensors, optimizer.safetensors, state.json (step, data position, RNG)
+//   latest             name of the newest complete checkpoint folder (replaced atomically)
+// A checkpoint folder is written under a temporary name and renamed when complete, and `latest`
+// only then points to it, so a crash never leaves `latest` naming a broken checkpoint.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "linformer/config.hpp"
+#include "linformer/optimizer.hpp"
+
+namespace linformer {
+
+class Model;
+
+struct TrainOptions {
+  std::string train_tokens, valid_tokens;  // token files (linformer tokenizer encode)
+  std::string tokenizer;                   // optional: copied into the output folder
+  int64_t steps = 1000;                    // optimizer updates
+  int batch_size = 16;                     // sequences per micro-batch
+  int accum = 1;                           // micro-batches per update
+  int seq_len = 0;                         // 0: the model's max_len
+  float lr = 5e-4f;
+  int64_t warmup = 100;
+  float end_lr = 0.0f;
+  float power = 1.0f;  // decay exponent: 1 linear
+  float beta1 = 0.9f, beta2 = 0.98f, eps = 1e-6f, weight_decay = 0.01f;
+  float clip = 1.0f;  // global gradient norm; 0 disables
+  int64_t eval_every = 200;
+  int eval_batches = 50;  // validation batches per evaluation (0: the whole validation set)
+  int64_t save_every = 200;
+  int64_t log_every = 10;
+  int keep_checkpoints = 2;
+  uint64_t seed = 0;
+
+  nlohmann::json to_json() const;
+  static TrainOptions from_json(const nlohmann::json& j);
+  void validate() const;  // throws ConfigError naming the option
+};
+
+struct TrainSummary {
+  int64_t steps_done = 0;
+  double initial_valid_loss = 0, final_valid_loss = 0;
+  double tokens_per_second = 0;
+  double seconds = 0;
+  std::string checkpoint;  // path of the final checkpoint folder
+};
+
+// Starts a run in out_dir (created; must not already hold a run: use resume_pretraining).
+TrainSummary pretrain(const ModelConfig& cfg, const TrainOptions& opt, const std::string& out_dir);
+// Continues the run in out_dir from its latest checkpoint; steps > 0 overrides the total.
+// Produces the same losses as an uninterrupted run with the same seed and thread count.
+TrainSummary resume_pretraining(const std::string& out_dir, int64_t steps = 0);
+
+// The model of a run folder's latest checkpoint (or a .safetensors file).
+std::unique_ptr<Model> load_trained_model(const std::string& path);
+// Path of the newest complete checkpoint folder in out_dir; throws IoError if none.
+std::string latest_checkpoint(const std::string& out_dir);
+
+// Mean MLM loss over a token file with fixed masks (seed), eval mode. max_batches 0 = all.
+double evaluate_mlm(Model& model, const std::string& tokens, int seq_len, int batch_size, int max_batches,
+                    uint64_t seed);
+
+}  // namespace linformer

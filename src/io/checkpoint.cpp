@@ -1,0 +1,80 @@
+// Model <-> safetensors file (docs/format.md).
+#include <cstring>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "linformer/checkpoint.hpp"
+#include "linformer/error.hpp"
+#include "linformer/model.hpp"
+
+namespace linformer {
+
+namespace {
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+ModelConfig config_of(const SafetensorsFile& f, const std::string& path) {
+  auto it = f.metadata.find("linformer.config");
+  if (it == f.metadata.end())
+    throw IoError(fmt::format("{}: no model config in the metadata (key 'linformer.config'); not a linformer model?", path));
+  try {
+    return ModelConfig::from_json(nlohmann::json::parse(it->second));
+  } catch (const nlohmann::json::exception& e) {
+    throw IoError(fmt::format("{}: model config in the metadata is not valid JSON: {}", path, e.what()));
+  } catch (const ConfigError& e) {
+    throw IoError(fmt::format("{}: {}", path, e.what()));
+  }
+}
+
+void copy_weights(Model& model, const SafetensorsFile& f, const std::string& path) {
+  ParamTable& pt = model.params();
+  for (const auto& t : f.tensors)
+    if (pt.find(t.name) < 0) throw IoError(fmt::format("{}: unknown tensor '{}' for this model config", path, t.name));
+  for (int i = 0; i < pt.size(); ++i) {
+    const ParamInfo& p = pt.info(i);
+    const NamedTensor* t = f.find(p.name);
+    if (!t) throw IoError(fmt::format("{}: tensor '{}' is missing", path, p.name));
+    if (t->dtype != "F32") throw IoError(fmt::format("{}: tensor '{}' has dtype {}, expected F32", path, p.name, t->dtype));
+    if (t->shape != p.shape)
+      throw IoError(fmt::format("{}: tensor '{}' has shape {}, the config needs {}", path, p.name, shape_str(t->shape),
+                                shape_str(p.shape)));
+    std::memcpy(pt.data(i), t->bytes.data(), p.numel * sizeof(float));
+  }
+}
+
+}  // namespace
+
+void save_model(const Model& model, const std::string& path) {
+  const ParamTable& pt = model.params();
+  std::vector<NamedTensor> tensors;
+  tensors.reserve(pt.size());
+  for (int i = 0; i < pt.size(); ++i) {
+    const ParamInfo& p = pt.info(i);
+    NamedTensor t{p.name, "F32", p.shape, {}};
+    t.bytes.resize(p.numel * sizeof(float));
+    std::memcpy(t.bytes.data(), pt.data(i), t.bytes.size());
+    tensors.push_back(std::move(t));
+  }
+  write_safetensors(path, tensors,
+                    {{"format", "linformer"}, {"format_version", "1"},
+                     {"linformer.config", model.config().to_json().dump()}});
+}
+
+std::unique_ptr<Model> load_model(const std::string& path) {
+  SafetensorsFile f = read_safetensors(path);
+  auto model = std::make_unique<Model>(config_of(f, path));
+  copy_weights(*model, f, path);
+  return model;
+}
+
+void load_weights(Model& model, const std::string& path) {
+  SafetensorsFile f = read_safetensors(path);
+  copy_weights(model, f, path);
+}
+
+}  // namespace linformer

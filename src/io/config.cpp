@@ -1,0 +1,163 @@
+// ModelConfig: validation and JSON (keys are the field names; docs/format.md lists them).
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "linformer/config.hpp"
+#include "linformer/error.hpp"
+
+using json = nlohmann::json;
+
+namespace linformer {
+
+const char* to_string(AttentionKind v) { return v == AttentionKind::Full ? "full" : "linformer"; }
+const char* to_string(Sharing v) {
+  switch (v) {
+    case Sharing::None: return "none";
+    case Sharing::Headwise: return "headwise";
+    case Sharing::KeyValue: return "kv";
+    case Sharing::Layerwise: return "layerwise";
+  }
+  return "?";
+}
+const char* to_string(ProjOrder v) { return v == ProjOrder::InputFirst ? "input_first" : "linear_first"; }
+const char* to_string(Pooling v) { return v == Pooling::First ? "first" : "mean"; }
+
+void ModelConfig::validate() const {
+  auto positive = [](const char* field, long v) {
+    if (v <= 0) throw ConfigError(fmt::format("config: {} ({}) must be positive", field, v));
+  };
+  positive("vocab_size", vocab_size);
+  positive("max_len", max_len);
+  positive("d_model", d_model);
+  positive("n_heads", n_heads);
+  positive("d_ff", d_ff);
+  positive("n_layers", n_layers);
+  if (d_model % n_heads != 0)
+    throw ConfigError(fmt::format("config: d_model ({}) is not divisible by n_heads ({})", d_model, n_heads));
+  if (attention == AttentionKind::Linformer) {
+    if (k.size() != 1 && k.size() != (size_t)n_layers)
+      throw ConfigError(fmt::format("config: k has {} values; give one value or one per layer (n_layers = {})",
+                                    k.size(), n_layers));
+    for (size_t i = 0; i < k.size(); ++i)
+      if (k[i] < 1 || k[i] > max_len)
+        throw ConfigError(fmt::format("config: k[{}] = {} must be in [1, max_len = {}]", i, k[i], max_len));
+    if (sharing == Sharing::Layerwise)
+      for (int v : k)
+        if (v != k[0])
+          throw ConfigError("config: sharing 'layerwise' uses one projection for all layers, so k must be the same "
+                            "for every layer");
+  }
+  if (!(dropout >= 0.0f && dropout < 1.0f))
+    throw ConfigError(fmt::format("config: dropout ({}) must be in [0, 1)", dropout));
+  if (!(attention_dropout >= 0.0f && attention_dropout < 1.0f))
+    throw ConfigError(fmt::format("config: attention_dropout ({}) must be in [0, 1)", attention_dropout));
+  if (!(layer_norm_eps > 0.0f)) throw ConfigError(fmt::format("config: layer_norm_eps ({}) must be > 0", layer_norm_eps));
+  if (!(init_std > 0.0f)) throw ConfigError(fmt::format("config: init_std ({}) must be > 0", init_std));
+  if (num_labels < 0) throw ConfigError(fmt::format("config: num_labels ({}) must be >= 0", num_labels));
+}
+
+json ModelConfig::to_json() const {
+  json kj = k.size() == 1 ? json(k[0]) : json(k);
+  return json{{"vocab_size", vocab_size}, {"max_len", max_len}, {"d_model", d_model},
+              {"n_heads", n_heads}, {"d_ff", d_ff}, {"n_layers", n_layers},
+              {"attention", to_string(attention)}, {"k", kj}, {"sharing", to_string(sharing)},
+              {"proj_order", to_string(proj_order)}, {"dropout", dropout},
+              {"attention_dropout", attention_dropout}, {"layer_norm_eps", layer_norm_eps},
+              {"init_std", init_std}, {"num_labels", num_labels}, {"pooling", to_string(pooling)}};
+}
+
+namespace {
+
+template <class E>
+E parse_enum(const json& j, const char* field, std::initializer_list<std::pair<const char*, E>> options) {
+  std::string allowed;
+  for (auto& [name, v] : options) allowed += fmt::format("{}'{}'", allowed.empty() ? "" : ", ", name);
+  if (!j.is_string())
+    throw ConfigError(fmt::format("config: {} must be a string, one of {} (got {})", field, allowed, j.dump()));
+  const std::string s = j.get<std::string>();
+  for (auto& [name, v] : options)
+    if (s == name) return v;
+  throw ConfigError(fmt::format("config: {} '{}' is unknown; allowed: {}", field, s, allowed));
+}
+
+int get_int(const json& j, const char* field) {
+  if (!j.is_number_integer())
+    throw ConfigError(fmt::format("config: {} must be an integer (got {})", field, j.dump()));
+  const auto v = j.get<int64_t>();
+  if (v < INT32_MIN || v > INT32_MAX) throw ConfigError(fmt::format("config: {} ({}) is out of range", field, v));
+  return (int)v;
+}
+
+float get_float(const json& j, const char* field) {
+  if (!j.is_number()) throw ConfigError(fmt::format("config: {} must be a number (got {})", field, j.dump()));
+  return j.get<float>();
+}
+
+}  // namespace
+
+ModelConfig ModelConfig::from_json(const json& j) {
+  if (!j.is_object()) throw ConfigError("config: expected a JSON object");
+  ModelConfig c;
+  const json known = c.to_json();
+  for (auto it = j.begin(); it != j.end(); ++it)
+    if (!known.contains(it.key())) throw ConfigError(fmt::format("config: unknown key '{}'", it.key()));
+  auto has = [&](const char* key) { return j.contains(key); };
+  if (has("vocab_size")) c.vocab_size = get_int(j["vocab_size"], "vocab_size");
+  if (has("max_len")) c.max_len = get_int(j["max_len"], "max_len");
+  if (has("d_model")) c.d_model = get_int(j["d_model"], "d_model");
+  if (has("n_heads")) c.n_heads = get_int(j["n_heads"], "n_heads");
+  if (has("d_ff")) c.d_ff = get_int(j["d_ff"], "d_ff");
+  if (has("n_layers")) c.n_layers = get_int(j["n_layers"], "n_layers");
+  if (has("attention"))
+    c.attention = parse_enum<AttentionKind>(j["attention"], "attention",
+                                            {{"full", AttentionKind::Full}, {"linformer", AttentionKind::Linformer}});
+  if (has("k")) {
+    const json& kj = j["k"];
+    c.k.clear();
+    if (kj.is_array()) {
+      if (kj.empty()) throw ConfigError("config: k is an empty list");
+      for (size_t i = 0; i < kj.size(); ++i) c.k.push_back(get_int(kj[i], "k"));
+    } else {
+      c.k.push_back(get_int(kj, "k"));
+    }
+  }
+  if (has("sharing"))
+    c.sharing = parse_enum<Sharing>(j["sharing"], "sharing",
+                                    {{"none", Sharing::None}, {"headwise", Sharing::Headwise},
+                                     {"kv", Sharing::KeyValue}, {"layerwise", Sharing::Layerwise}});
+  if (has("proj_order"))
+    c.proj_order = parse_enum<ProjOrder>(j["proj_order"], "proj_order",
+                                         {{"input_first", ProjOrder::InputFirst}, {"linear_first", ProjOrder::LinearFirst}});
+  if (has("dropout")) c.dropout = get_float(j["dropout"], "dropout");
+  if (has("attention_dropout")) c.attention_dropout = get_float(j["attention_dropout"], "attention_dropout");
+  if (has("layer_norm_eps")) c.layer_norm_eps = get_float(j["layer_norm_eps"], "layer_norm_eps");
+  if (has("init_std")) c.init_std = get_float(j["init_std"], "init_std");
+  if (has("num_labels")) c.num_labels = get_int(j["num_labels"], "num_labels");
+  if (has("pooling"))
+    c.pooling = parse_enum<Pooling>(j["pooling"], "pooling", {{"first", Pooling::First}, {"mean", Pooling::Mean}});
+  c.validate();
+  return c;
+}
+
+ModelConfig ModelConfig::from_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw IoError(fmt::format("{}: cannot open config file", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  json j;
+  try {
+    j = json::parse(ss.str());
+  } catch (const json::parse_error& e) {
+    throw ConfigError(fmt::format("{}: invalid JSON: {}", path, e.what()));
+  }
+  try {
+    return from_json(j);
+  } catch (const ConfigError& e) {
+    throw ConfigError(fmt::format("{}: {}", path, e.what()));
+  }
+}
+
+}  // namespace linformer

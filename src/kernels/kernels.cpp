@@ -1,0 +1,289 @@
+// Fast CPU kernels. See kernels.hpp for the contracts and reference.hpp for the plain twins.
+#include "kernels/kernels.hpp"
+
+#include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "linformer/error.hpp"
+
+namespace linformer::kernels {
+
+void matmul(bool transA, bool transB, int M, int N, int K, float alpha, const float* A, int lda,
+            const float* B, int ldb, float beta, float* C, int ldc) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) {  // oneDNN rejects K == 0; the product is empty, C = beta * C.
+    for (int i = 0; i < M; ++i)
+      for (int j = 0; j < N; ++j) C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
+    return;
+  }
+  dnnl_status_t st = dnnl_sgemm(transA ? 'T' : 'N', transB ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta,
+                                C, ldc);
+  if (st != dnnl_success) throw Error("dnnl_sgemm failed with status " + std::to_string((int)st));
+}
+
+void bias_add_forward(float* y, const float* b, int T, int C) {
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < T; ++t) {
+    float* row = y + (size_t)t * C;
+    for (int c = 0; c < C; ++c) row[c] += b[c];
+  }
+}
+
+void bias_add_backward(float* db, const float* dy, int T, int C) {
+  // Column sums; each thread owns a slice of columns so the sum order is fixed (deterministic).
+#pragma omp parallel
+  {
+    int nt = omp_get_num_threads(), id = omp_get_thread_num();
+    int c0 = (int)((long)C * id / nt), c1 = (int)((long)C * (id + 1) / nt);
+    for (int t = 0; t < T; ++t) {
+      const float* row = dy + (size_t)t * C;
+      for (int c = c0; c < c1; ++c) db[c] += row[c];
+    }
+  }
+}
+
+void linear_forward(float* y, const float* x, const float* W, const float* b, int T, int in, int out) {
+  matmul(false, true, T, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
+  if (b) bias_add_forward(y, b, T, out);
+}
+
+void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x, const float* W, int T,
+                     int in, int out, bool accumulate_dx) {
+  if (dx) matmul(false, false, T, in, out, 1.0f, dy, out, W, in, accumulate_dx ? 1.0f : 0.0f, dx, in);
+  if (dW) matmul(true, false, out, in, T, 1.0f, dy, out, x, in, 1.0f, dW, in);
+  if (db) bias_add_backward(db, dy, T, out);
+}
+
+void embedding_forward(float* out, const int32_t* ids, const float* tok, const float* pos, int B, int n,
+                       int d) {
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < B * n; ++r) {
+    const float* te = tok + (size_t)ids[r] * d;
+    const float* pe = pos + (size_t)(r % n) * d;
+    float* o = out + (size_t)r * d;
+    for (int c = 0; c < d; ++c) o[c] = te[c] + pe[c];
+  }
+}
+
+void embedding_backward(float* dtok, float* dpos, const float* dout, const int32_t* ids, int B, int n,
+                        int d) {
+  // Parallel over the feature dimension: no two threads write the same element, and each
+  // element's sum runs in row order, so the result does not depend on the thread count.
+#pragma omp parallel
+  {
+    int nt = omp_get_num_threads(), id = omp_get_thread_num();
+    int c0 = (int)((long)d * id / nt), c1 = (int)((long)d * (id + 1) / nt);
+    for (int r = 0; r < B * n; ++r) {
+      const float* g = dout + (size_t)r * d;
+      float* te = dtok + (size_t)ids[r] * d;
+      float* pe = dpos + (size_t)(r % n) * d;
+      for (int c = c0; c < c1; ++c) {
+        te[c] += g[c];
+        pe[c] += g[c];
+      }
+    }
+  }
+}
+
+void layernorm_forward(float* out, float* mean, float* rstd, const float* x, const float* w, const float* b,
+                       int T, int d, float eps) {
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < T; ++t) {
+    const float* xr = x + (size_t)t * d;
+    // Two passes (mean, then centred variance): stable for rows with a large common offset.
+    double s = 0.0;
+    for (int c = 0; c < d; ++c) s += xr[c];
+    float m = (float)(s / d);
+    double v = 0.0;
+    for (int c = 0; c < d; ++c) {
+      float z = xr[c] - m;
+      v += (double)z * z;
+    }
+    float rs = 1.0f / std::sqrt((float)(v / d) + eps);
+    float* o = out + (size_t)t * d;
+    for (int c = 0; c < d; ++c) o[c] = (xr[c] - m) * rs * w[c] + b[c];
+    mean[t] = m;
+    rstd[t] = rs;
+  }
+}
+
+void layernorm_backward(float* dx, float* dw, float* db, const float* dout, const float* x, const float* mean,
+                        const float* rstd, const float* w, int T, int d) {
+  // dx: per row, independent.
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < T; ++t) {
+    const float* g = dout + (size_t)t * d;
+    const float* xr = x + (size_t)t * d;
+    float m = mean[t], rs = rstd[t];
+    float sum_gw = 0.0f, sum_gw_xhat = 0.0f;
+    for (int c = 0; c < d; ++c) {
+      float xhat = (xr[c] - m) * rs;
+      float gw = g[c] * w[c];
+      sum_gw += gw;
+      sum_gw_xhat += gw * xhat;
+    }
+    sum_gw /= d;
+    sum_gw_xhat /= d;
+    float* o = dx + (size_t)t * d;
+    for (int c = 0; c < d; ++c) {
+      float xhat = (xr[c] - m) * rs;
+      o[c] = (g[c] * w[c] - sum_gw - xhat * sum_gw_xhat) * rs;
+    }
+  }
+  // dw, db: column sums, threads own column slices (deterministic).
+#pragma omp parallel
+  {
+    int nt = omp_get_num_threads(), id = omp_get_thread_num();
+    int c0 = (int)((long)d * id / nt), c1 = (int)((long)d * (id + 1) / nt);
+    for (int t = 0; t < T; ++t) {
+      const float* g = dout + (size_t)t * d;
+      const float* xr = x + (size_t)t * d;
+      float m = mean[t], rs = rstd[t];
+      for (int c = c0; c < c1; ++c) {
+        dw[c] += g[c] * (xr[c] - m) * rs;
+        db[c] += g[c];
+      }
+    }
+  }
+}
+
+static constexpr float kInvSqrt2 = 0.70710678118654752f;
+static constexpr float kInvSqrt2Pi = 0.39894228040143268f;
+
+void gelu_forward(float* out, const float* x, size_t N) {
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < N; ++i) out[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * kInvSqrt2));
+}
+
+void gelu_backward(float* dx, const float* x, const float* dout, size_t N) {
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < N; ++i) {
+    float v = x[i];
+    float cdf = 0.5f * (1.0f + std::erf(v * kInvSqrt2));
+    float pdf = kInvSqrt2Pi * std::exp(-0.5f * v * v);
+    dx[i] = dout[i] * (cdf + v * pdf);
+  }
+}
+
+void softmax_forward(float* P, const float* S, int rows, int cols, const uint8_t* key_mask) {
+  for (int r = 0; r < rows; ++r) {
+    const float* s = S + (size_t)r * cols;
+    float* p = P + (size_t)r * cols;
+    float mx = -INFINITY;
+    for (int c = 0; c < cols; ++c)
+      if (!key_mask || key_mask[c]) mx = std::max(mx, s[c]);
+    if (mx == -INFINITY) {  // every key masked: define the row as zeros rather than NaN
+      std::fill(p, p + cols, 0.0f);
+      continue;
+    }
+    float sum = 0.0f;
+    for (int c = 0; c < cols; ++c) {
+      float e = (!key_mask || key_mask[c]) ? std::exp(s[c] - mx) : 0.0f;
+      p[c] = e;
+      sum += e;
+    }
+    float inv = 1.0f / sum;
+    for (int c = 0; c < cols; ++c) p[c] *= inv;
+  }
+}
+
+void softmax_backward(float* dS, const float* P, const float* dP, int rows, int cols) {
+  for (int r = 0; r < rows; ++r) {
+    const float* p = P + (size_t)r * cols;
+    const float* g = dP + (size_t)r * cols;
+    float* o = dS + (size_t)r * cols;
+    float dot = 0.0f;
+    for (int c = 0; c < cols; ++c) dot += p[c] * g[c];
+    for (int c = 0; c < cols; ++c) o[c] = p[c] * (g[c] - dot);
+  }
+}
+
+// splitmix64 finaliser over (seed, index): a counter-based generator, so element i's number
+// does not depend on which thread computes it.
+static inline uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+float dropout_uniform(uint64_t seed, uint64_t i) {
+  uint64_t h = mix64(mix64(seed + 0x9e3779b97f4a7c15ULL) ^ (i * 0xd6e8feb86659fd93ULL));
+  return (float)(h >> 40) * (1.0f / 16777216.0f);  // 24 random bits -> [0, 1)
+}
+
+void dropout_forward(float* out, uint8_t* keep, const float* in, size_t N, float p, uint64_t seed) {
+  if (p <= 0.0f) {
+    if (out != in) std::memcpy(out, in, N * sizeof(float));
+    if (keep) std::memset(keep, 1, N);
+    return;
+  }
+  const float scale = 1.0f / (1.0f - p);
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < N; ++i) {
+    uint8_t k = dropout_uniform(seed, i) >= p;
+    keep[i] = k;
+    out[i] = k ? in[i] * scale : 0.0f;
+  }
+}
+
+void dropout_backward(float* din, const float* dout, const uint8_t* keep, size_t N, float p) {
+  if (p <= 0.0f) {
+    if (din != dout) std::memcpy(din, dout, N * sizeof(float));
+    return;
+  }
+  const float scale = 1.0f / (1.0f - p);
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < N; ++i) din[i] = keep[i] ? dout[i] * scale : 0.0f;
+}
+
+int cross_entropy_forward(float* losses, const float* logits, const int32_t* targets, int T, int V,
+                          int ignore_index) {
+  int count = 0;
+#pragma omp parallel for schedule(static) reduction(+ : count)
+  for (int t = 0; t < T; ++t) {
+    if (targets[t] == ignore_index) {
+      losses[t] = 0.0f;
+      continue;
+    }
+    assert(targets[t] >= 0 && targets[t] < V);
+    const float* l = logits + (size_t)t * V;
+    float mx = l[0];
+    for (int v = 1; v < V; ++v) mx = std::max(mx, l[v]);
+    double sum = 0.0;
+    for (int v = 0; v < V; ++v) sum += std::exp(l[v] - mx);
+    losses[t] = (float)(std::log(sum) + mx - l[targets[t]]);
+    ++count;
+  }
+  return count;
+}
+
+void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* targets, int T, int V,
+                            int ignore_index, float scale) {
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < T; ++t) {
+    float* g = dlogits + (size_t)t * V;
+    if (targets[t] == ignore_index) {
+      std::fill(g, g + V, 0.0f);
+      continue;
+    }
+    const float* l = logits + (size_t)t * V;
+    float mx = l[0];
+    for (int v = 1; v < V; ++v) mx = std::max(mx, l[v]);
+    float sum = 0.0f;
+    for (int v = 0; v < V; ++v) {
+      g[v] = std::exp(l[v] - mx);
+      sum += g[v];
+    }
+    float inv = scale / sum;
+    for (int v = 0; v < V; ++v) g[v] *= inv;
+    g[targets[t]] -= scale;
+  }
+}
+
+}  // namespace linformer::kernels

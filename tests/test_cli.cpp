@@ -1,0 +1,331 @@
+// End-to-end tests of the `linformer` command: runs the binary (LINFORMER_BIN, set by
+// tests/CMakeLists.txt) in a fresh temporary folder and checks exit codes, messages and the
+// files it writes (read back with read_safetensors).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "linformer/checkpoint.hpp"
+
+namespace fs = std::filesystem;
+using linformer::NamedTensor;
+using linformer::read_safetensors;
+using linformer::SafetensorsFile;
+
+namespace {
+
+struct RunResult {
+  int code = -1;       // exit status (-1: killed by a signal)
+  std::string output;  // stdout and stderr together
+};
+
+std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+std::string read_bytes(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A small model that runs in milliseconds.
+std::string small_config(const std::string& attention, int n_layers = 2) {
+  std::string s = R"({"vocab_size": 50, "max_len": 16, "d_model": 16, "n_heads": 2, "d_ff": 32, "n_layers": )" +
+                  std::to_string(n_layers) + R"(, "attention": ")" + attention + "\"";
+  if (attention == "linformer") s += R"(, "k": [4], "sharing": "headwise", "proj_order": "input_first")";
+  return s + "}\n";
+}
+
+std::vector<int64_t> shape_of(const SafetensorsFile& f, const std::string& name) {
+  const NamedTensor* t = f.find(name);
+  if (!t) {
+    ADD_FAILURE() << "tensor " << name << " missing";
+    return {};
+  }
+  return t->shape;
+}
+
+template <typename T>
+std::vector<T> values_of(const SafetensorsFile& f, const std::string& name) {
+  const NamedTensor* t = f.find(name);
+  if (!t) {
+    ADD_FAILURE() << "tensor " << name << " missing";
+    return {};
+  }
+  std::vector<T> v(t->bytes.size() / sizeof(T));
+  std::memcpy(v.data(), t->bytes.data(), v.size() * sizeof(T));
+  return v;
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* bin = std::getenv("LINFORMER_BIN");
+    ASSERT_NE(bin, nullptr) << "LINFORMER_BIN is not set (ctest sets it to the linformer binary)";
+    bin_ = bin;
+    ASSERT_TRUE(fs::exists(bin_)) << bin_;
+    std::string tmpl = (fs::temp_directory_path() / "linformer-cli-XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override {
+    if (!dir_.empty()) {
+      std::error_code ec;
+      fs::remove_all(dir_, ec);
+    }
+  }
+
+  // Runs `linformer ARGS` in the temporary folder.
+  RunResult run(const std::string& args) const {
+    const std::string cmd = "cd " + shell_quote(dir_.string()) + " && " + shell_quote(bin_) + " " + args + " 2>&1";
+    RunResult r;
+    FILE* p = popen(cmd.c_str(), "r");
+    if (!p) {
+      ADD_FAILURE() << "popen failed: " << cmd;
+      return r;
+    }
+    char buf[4096];
+    size_t got;
+    while ((got = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, got);
+    const int status = pclose(p);
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return r;
+  }
+
+  void write(const std::string& name, const std::string& content) const {
+    std::ofstream out(dir_ / name, std::ios::binary);
+    out << content;
+    ASSERT_TRUE(out.good()) << name;
+  }
+
+  fs::path path(const std::string& name) const { return dir_ / name; }
+
+  std::set<std::string> listing() const {
+    std::set<std::string> names;
+    for (const auto& e : fs::directory_iterator(dir_)) names.insert(e.path().filename().string());
+    return names;
+  }
+
+  // Runs a command that must fail: non-zero exit, a message that contains every one of
+  // `needles`, and no new file in the folder (no output, no leftover temporary file).
+  void expect_failure(const std::string& args, const std::vector<std::string>& needles) const {
+    const std::set<std::string> before = listing();
+    const RunResult r = run(args);
+    EXPECT_NE(r.code, 0) << "linformer " << args << " succeeded:\n" << r.output;
+    for (const std::string& n : needles) {
+      EXPECT_NE(r.output.find(n), std::string::npos)
+          << "linformer " << args << ": message does not mention '" << n << "':\n" << r.output;
+    }
+    EXPECT_EQ(listing(), before) << "linformer " << args << " left a file behind";
+  }
+
+  // Writes config.json and model.safetensors: the small model.
+  void make_model(const std::string& attention = "linformer") const {
+    write("config.json", small_config(attention));
+    const RunResult r = run("init --config config.json --seed 7 --out model.safetensors");
+    ASSERT_EQ(r.code, 0) << r.output;
+  }
+
+  std::string bin_;
+  fs::path dir_;
+};
+
+// --- success paths ----------------------------------------------------------------------------
+
+TEST_F(Cli, HelpWorksForEveryCommand) {
+  struct Case {
+    std::string args;
+    std::vector<std::string> mentions;
+  };
+  const std::vector<Case> cases = {
+      {"--help", {"init", "forward", "--threads", "--version"}},
+      {"init --help", {"--config", "--seed", "--out"}},
+      {"forward --help", {"--model", "--ids", "--out", "--threads"}},
+  };
+  for (const Case& c : cases) {
+    const RunResult r = run(c.args);
+    EXPECT_EQ(r.code, 0) << c.args << ":\n" << r.output;
+    for (const std::string& m : c.mentions) {
+      EXPECT_NE(r.output.find(m), std::string::npos) << c.args << " does not mention " << m << ":\n" << r.output;
+    }
+  }
+  const RunResult v = run("--version");
+  EXPECT_EQ(v.code, 0);
+  EXPECT_EQ(v.output.rfind("linformer ", 0), 0u) << v.output;
+}
+
+TEST_F(Cli, NoSubcommandIsAnError) {
+  const RunResult r = run("");
+  EXPECT_NE(r.code, 0) << r.output;
+}
+
+TEST_F(Cli, InitIsDeterministicInTheSeed) {
+  write("config.json", small_config("linformer"));
+  ASSERT_EQ(run("init --config config.json --seed 3 --out a.safetensors").code, 0);
+  ASSERT_EQ(run("init --config config.json --seed 3 --out b.safetensors").code, 0);
+  ASSERT_EQ(run("init --config config.json --seed 4 --out c.safetensors").code, 0);
+  const std::string a = read_bytes(path("a.safetensors"));
+  ASSERT_FALSE(a.empty());
+  EXPECT_EQ(a, read_bytes(path("b.safetensors"))) << "same seed, different files";
+  EXPECT_NE(a, read_bytes(path("c.safetensors"))) << "different seeds, same file";
+
+  const SafetensorsFile f = read_safetensors(path("a.safetensors").string());
+  EXPECT_EQ(f.metadata.count("linformer.config"), 1u);
+  EXPECT_EQ(shape_of(f, "tok_emb.weight"), (std::vector<int64_t>{50, 16}));
+  EXPECT_EQ(shape_of(f, "pos_emb.weight"), (std::vector<int64_t>{16, 16}));
+}
+
+class CliAttention : public Cli, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(CliAttention, InitAndForwardWriteTensorsOfTheRightShapes) {
+  make_model(GetParam());
+  const std::vector<std::vector<int>> seqs = {{1, 2, 3, 4, 5}, {7, 8, 9}, {10, 11, 12, 13, 14, 15, 49}};
+  std::string ids;
+  for (const auto& s : seqs) {
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (i) ids += ' ';
+      ids += std::to_string(s[i]);
+    }
+    ids += "\n";
+  }
+  write("ids.txt", ids);
+  RunResult r = run("forward --model model.safetensors --ids ids.txt --out out.safetensors --threads 1");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("B=3 n=7"), std::string::npos) << r.output;
+
+  const SafetensorsFile f = read_safetensors(path("out.safetensors").string());
+  EXPECT_EQ(shape_of(f, "hidden"), (std::vector<int64_t>{3, 7, 16}));
+  EXPECT_EQ(shape_of(f, "logits"), (std::vector<int64_t>{3, 7, 50}));
+  EXPECT_EQ(shape_of(f, "mask"), (std::vector<int64_t>{3, 7}));
+  ASSERT_NE(f.find("hidden"), nullptr);
+  EXPECT_EQ(f.find("hidden")->dtype, "F32");
+  ASSERT_NE(f.find("logits"), nullptr);
+  EXPECT_EQ(f.find("logits")->dtype, "F32");
+  ASSERT_NE(f.find("mask"), nullptr);
+  EXPECT_EQ(f.find("mask")->dtype, "I32");
+
+  const std::vector<int32_t> mask = values_of<int32_t>(f, "mask");
+  ASSERT_EQ(mask.size(), 21u);
+  for (int b = 0; b < 3; ++b) {
+    for (int t = 0; t < 7; ++t) {
+      EXPECT_EQ(mask[b * 7 + t], t < static_cast<int>(seqs[b].size()) ? 1 : 0) << "mask[" << b << "," << t << "]";
+    }
+  }
+  const std::vector<float> hidden = values_of<float>(f, "hidden");
+  const std::vector<float> logits = values_of<float>(f, "logits");
+  for (float x : hidden) ASSERT_TRUE(std::isfinite(x));
+  for (float x : logits) ASSERT_TRUE(std::isfinite(x));
+
+  // The padded sequence's real positions give what the sequence alone gives: padding is masked.
+  write("one.txt", "7 8 9\n");
+  r = run("--threads 1 forward --model model.safetensors --ids one.txt --out one.safetensors");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const SafetensorsFile g = read_safetensors(path("one.safetensors").string());
+  EXPECT_EQ(shape_of(g, "hidden"), (std::vector<int64_t>{1, 3, 16}));
+  const std::vector<float> alone = values_of<float>(g, "hidden");
+  ASSERT_EQ(alone.size(), 48u);
+  double worst = 0;
+  for (int t = 0; t < 3; ++t) {
+    for (int c = 0; c < 16; ++c) {
+      worst = std::max(worst, std::abs(double(alone[t * 16 + c]) - double(hidden[(1 * 7 + t) * 16 + c])));
+    }
+  }
+  std::printf("[%s] worst |hidden(padded) - hidden(alone)| = %.3g\n", GetParam().c_str(), worst);
+  EXPECT_LT(worst, 1e-4);
+}
+
+INSTANTIATE_TEST_SUITE_P(Attention, CliAttention, ::testing::Values("linformer", "full"));
+
+// --- errors: non-zero exit, a message naming the culprit, no file left behind -------------------
+
+TEST_F(Cli, InitRejectsBadConfigs) {
+  expect_failure("init --config missing.json --out m.safetensors", {"missing.json"});
+
+  write("zero_layers.json", small_config("linformer", 0));
+  expect_failure("init --config zero_layers.json --out m.safetensors", {"n_layers"});
+
+  write("heads.json", R"({"d_model": 16, "n_heads": 3})");
+  expect_failure("init --config heads.json --out m.safetensors", {"n_heads"});
+
+  write("typo.json", R"({"n_head": 2})");
+  expect_failure("init --config typo.json --out m.safetensors", {"n_head"});
+
+  write("notjson.json", "{\"vocab_size\": ");
+  expect_failure("init --config notjson.json --out m.safetensors", {"notjson.json"});
+
+  write("config.json", small_config("linformer"));
+  expect_failure("init --config config.json --out no_such_dir/m.safetensors", {"no_such_dir"});
+  expect_failure("init --out m.safetensors", {"--config"});  // CLI11: required option
+}
+
+TEST_F(Cli, ForwardRejectsBadIds) {
+  make_model();
+  const std::string fwd = "forward --model model.safetensors --out out.safetensors --ids ";
+
+  write("vocab.txt", "1 2 3\n4 50 6\n");
+  expect_failure(fwd + "vocab.txt", {"vocab.txt:2:", "50"});
+
+  write("negative.txt", "1 2 -1\n");
+  expect_failure(fwd + "negative.txt", {"negative.txt:1:", "-1"});
+
+  write("word.txt", "1 2\n3 4\n5 x7 6\n");
+  expect_failure(fwd + "word.txt", {"word.txt:3:", "x7"});
+
+  write("float.txt", "1 2.5\n");
+  expect_failure(fwd + "float.txt", {"float.txt:1:", "2.5"});
+
+  std::string long_line;
+  for (int i = 0; i < 17; ++i) long_line += std::to_string(i + 1) + " ";
+  write("long.txt", "1 2\n" + long_line + "\n");
+  expect_failure(fwd + "long.txt", {"long.txt:2:", "17", "16"});
+
+  write("blank.txt", "1 2\n\n3\n");
+  expect_failure(fwd + "blank.txt", {"blank.txt:2:", "empty"});
+
+  write("empty.txt", "");
+  expect_failure(fwd + "empty.txt", {"empty.txt"});
+
+  expect_failure(fwd + "nope.txt", {"nope.txt"});
+
+  write("ok.txt", "1 2 3\n");
+  expect_failure("forward --model model.safetensors --out out.safetensors", {"--ids"});
+  expect_failure("forward --model model.safetensors --ids ok.txt --out out.safetensors --threads -1", {"--threads"});
+  expect_failure("forward --model model.safetensors --ids ok.txt --out no_such_dir/out.safetensors", {"no_such_dir"});
+}
+
+TEST_F(Cli, ForwardRejectsBadModelFiles) {
+  make_model();
+  write("ids.txt", "1 2 3\n");
+  expect_failure("forward --model nope.safetensors --ids ids.txt --out out.safetensors", {"nope.safetensors"});
+
+  const std::string bytes = read_bytes(path("model.safetensors"));
+  ASSERT_GT(bytes.size(), 100u);
+  write("half.safetensors", bytes.substr(0, bytes.size() / 2));
+  expect_failure("forward --model half.safetensors --ids ids.txt --out out.safetensors", {"half.safetensors"});
+
+  write("short.safetensors", bytes.substr(0, bytes.size() - 4));
+  expect_failure("forward --model short.safetensors --ids ids.txt --out out.safetensors", {"short.safetensors"});
+
+  write("tiny.safetensors", bytes.substr(0, 4));
+  expect_failure("forward --model tiny.safetensors --ids ids.txt --out out.safetensors", {"tiny.safetensors"});
+
+  write("notes.txt", "not a model\n");
+  expect_failure("forward --model notes.txt --ids ids.txt --out out.safetensors", {"notes.txt"});
+}
+
+}  // namespace

@@ -1,0 +1,945 @@
+// Kernel tests, in three kinds (as ggml's test-backend-ops):
+//   1. Fast vs reference: each fast float kernel (kernels.hpp) against its plain twin
+//      (reference.hpp) run in double on the same inputs, over grids of shapes with odd sizes,
+//      every flag, nullable pointer and allowed alias.
+//   2. Gradients: each double reference backward against central differences of the double
+//      reference forward, objective = sum(out * random weights). Together with (1) on the
+//      backward kernels this ties the fast backward to the true derivative.
+//   3. Properties: masking, numerical stability, ignore_index, dropout statistics/determinism.
+// Every comparison prints the worst error it saw and fails when it exceeds its bound.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "kernels/kernels.hpp"
+#include "kernels/reference.hpp"
+
+namespace fast = linformer::kernels;
+namespace ref = linformer::ref;
+
+namespace {
+
+using Vf = std::vector<float>;
+using Vd = std::vector<double>;
+using Vi = std::vector<int32_t>;
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+// Bounds on the norm-relative error (see rel_err), float kernel vs double reference.
+// Float's unit roundoff is u = 6e-8.
+constexpr double kElemTol = 1e-6;  // a few float operations per element: a few u
+constexpr double kSumTol = 2e-5;   // sums of up to a few hundred float terms: worst case n * u
+// Double finite differences with h = 1e-5: truncation O(h^2) ~ 1e-10, rounding O(1e-16 / h).
+constexpr double kFdTol = 1e-6;
+// The size of one term in the kernels' sums: inputs are uniform in [-1, 1] or normal with a
+// standard deviation of a few units. Used as rel_err's floor where outputs may cancel to ~0.
+constexpr double kTerm = 1.0;
+// Floor for gradient checks: identically-zero gradients (layernorm d = 1, softmax with one
+// key) leave rounding residue in the analytic side; 1e-2 * kFdTol is still 100x above the
+// central differences' own noise (~1e-10).
+constexpr double kFdFloor = 1e-2;
+
+// ---------------------------------------------------------------------------------------------
+// Helpers: random fill, conversions, error measure, finite differences.
+
+struct Rng {
+  std::mt19937_64 gen;
+  explicit Rng(uint64_t seed) : gen(seed) {}
+  float uniform(float lo = -1.0f, float hi = 1.0f) { return std::uniform_real_distribution<float>(lo, hi)(gen); }
+  int integer(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(gen); }  // inclusive
+  Vf vec(size_t n, float lo = -1.0f, float hi = 1.0f) {
+    Vf v(n);
+    for (float& x : v) x = uniform(lo, hi);
+    return v;
+  }
+  Vf normal(size_t n, float stddev = 1.0f) {
+    std::normal_distribution<float> dist(0.0f, stddev);
+    Vf v(n);
+    for (float& x : v) x = dist(gen);
+    return v;
+  }
+  Vd dvec(size_t n) {  // for the double-only gradient checks
+    Vd v(n);
+    for (double& x : v) x = std::uniform_real_distribution<double>(-1.0, 1.0)(gen);
+    return v;
+  }
+  Vi ids(size_t n, int V) {
+    Vi v(n);
+    for (int32_t& x : v) x = integer(0, V - 1);
+    return v;
+  }
+};
+
+Vd to_d(const Vf& v) { return Vd(v.begin(), v.end()); }
+Vf to_f(const Vd& v) { return Vf(v.begin(), v.end()); }
+
+template <class... Args>
+std::string cat(const Args&... args) {
+  std::ostringstream s;
+  (s << ... << args);
+  return s.str();
+}
+
+// Norm-relative error: max_i |a_i - b_i| / max(max_i |b_i|, floor), b the reference.
+// An element-wise relative error is meaningless where b_i is near zero (cancellation in a
+// sum, the tails of a softmax, masked entries), while the rounding error of a float kernel is
+// proportional to the size of the terms it combines, which is normally about the size of the
+// largest output: so we measure against the output's scale. Where a whole output can cancel to
+// (nearly) zero (a one-element sum, layernorm's dx at d = 1, which is exactly 0) its largest
+// value says nothing about that scale, and the caller passes `floor`, the size of the terms
+// (kTerm for our O(1) random inputs). A NaN or infinity anywhere in a or b gives +inf.
+template <class A, class B>
+double rel_err(const A* a, const B* b, size_t n, double floor = 1e-30) {
+  double max_diff = 0.0, max_ref = 0.0;
+  for (size_t i = 0; i < n; ++i) {
+    double d = std::fabs((double)a[i] - (double)b[i]);
+    if (!std::isfinite(d)) return std::numeric_limits<double>::infinity();
+    max_diff = std::max(max_diff, d);
+    max_ref = std::max(max_ref, std::fabs((double)b[i]));
+  }
+  return max_diff / std::max({max_ref, floor, 1e-30});
+}
+template <class A, class B>
+double rel_err(const std::vector<A>& a, const std::vector<B>& b, double floor = 1e-30) {
+  EXPECT_EQ(a.size(), b.size());
+  return rel_err(a.data(), b.data(), std::min(a.size(), b.size()), floor);
+}
+
+// The worst error of one comparison over many cases. Fails the test on every case over the
+// bound (details for the first few) and prints the worst case when it goes out of scope.
+class Worst {
+ public:
+  Worst(std::string name, double bound) : name_(std::move(name)), bound_(bound) {}
+  ~Worst() {
+    std::printf("[%s] worst rel err %.3g (bound %.3g) over %d comparisons%s%s\n", name_.c_str(), worst_, bound_,
+                count_, worst_where_.empty() ? "" : ", at ", worst_where_.c_str());
+    if (failures_ > kDetailed) ADD_FAILURE() << "[" << name_ << "] " << failures_ << " comparisons over the bound";
+  }
+  void add(double err, const std::string& where) {
+    ++count_;
+    if (!(err <= worst_)) {  // also catches NaN
+      worst_ = std::isnan(err) ? std::numeric_limits<double>::infinity() : err;
+      worst_where_ = where;
+    }
+    if (!(err <= bound_) && ++failures_ <= kDetailed)
+      ADD_FAILURE() << "[" << name_ << "] rel err " << err << " > " << bound_ << " at " << where;
+  }
+
+ private:
+  static constexpr int kDetailed = 5;
+  std::string name_;
+  double bound_;
+  double worst_ = 0.0;
+  std::string worst_where_;
+  int count_ = 0, failures_ = 0;
+};
+
+// Central-difference gradient of f() with respect to every element of x. x is perturbed in
+// place (f must read it) and restored.
+Vd fd_grad(Vd& x, const std::function<double()>& f) {
+  Vd g(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double x0 = x[i], h = 1e-5 * std::max(1.0, std::fabs(x0));
+    x[i] = x0 + h;
+    const double fp = f();
+    x[i] = x0 - h;
+    const double fm = f();
+    x[i] = x0;
+    g[i] = (fp - fm) / (2 * h);
+  }
+  return g;
+}
+
+double dot(const Vd& a, const Vd& b) {
+  double s = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
+  return s;
+}
+
+// Extracts the [rows, cols] block of a matrix stored with row stride ld.
+template <class T>
+std::vector<T> block(const std::vector<T>& m, int rows, int cols, int ld) {
+  std::vector<T> out;
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) out.push_back(m[(size_t)r * ld + c]);
+  return out;
+}
+
+// Keys mask for softmax tests: kind 0 none, 1 random (at least one real key), 2 all padding,
+// 3 a single real key.
+std::vector<uint8_t> make_mask(Rng& rng, int cols, int kind) {
+  std::vector<uint8_t> m(cols, 1);
+  if (kind == 1) {
+    for (auto& x : m) x = rng.integer(0, 3) != 0;
+    m[rng.integer(0, cols - 1)] = 1;
+  } else if (kind == 2) {
+    std::fill(m.begin(), m.end(), 0);
+  } else if (kind == 3) {
+    std::fill(m.begin(), m.end(), 0);
+    m[rng.integer(0, cols - 1)] = 1;
+  }
+  return m;
+}
+
+const int kSizes[] = {1, 3, 7, 33, 65, 129};
+
+// ---------------------------------------------------------------------------------------------
+// matmul
+
+TEST(Matmul, MatchesReference) {
+  Worst worst("matmul", kSumTol);
+  Rng rng(1);
+  const float alphas[] = {1.0f, 0.5f, -2.0f}, betas[] = {0.0f, 1.0f, 0.3f};
+  int case_id = 0;
+  for (int ta = 0; ta < 2; ++ta)
+    for (int tb = 0; tb < 2; ++tb)
+      for (int M : kSizes)
+        for (int N : kSizes)
+          for (int K : kSizes) {
+            ++case_id;
+            const float alpha = alphas[case_id % 3], beta = betas[(case_id / 3) % 3];
+            const int pad = case_id % 2 ? 0 : 1 + case_id % 5;  // leading dims larger than the rows
+            const int arows = ta ? K : M, acols = ta ? M : K, lda = acols + pad;
+            const int brows = tb ? N : K, bcols = tb ? K : N, ldb = bcols + pad;
+            const int ldc = N + pad;
+            // Padding of A and B is NaN (reading it poisons C); padding of C must stay untouched.
+            Vf A = rng.vec((size_t)arows * lda), B = rng.vec((size_t)brows * ldb), C = rng.vec((size_t)M * ldc);
+            for (int r = 0; r < arows; ++r)
+              for (int c = acols; c < lda; ++c) A[(size_t)r * lda + c] = kNaN;
+            for (int r = 0; r < brows; ++r)
+              for (int c = bcols; c < ldb; ++c) B[(size_t)r * ldb + c] = kNaN;
+            for (int r = 0; r < M; ++r)
+              for (int c = N; c < ldc; ++c) C[(size_t)r * ldc + c] = 12345.0f;
+
+            Vd Cd = to_d(C), Ad = to_d(A), Bd = to_d(B);
+            ref::matmul<double>(ta, tb, M, N, K, alpha, Ad.data(), lda, Bd.data(), ldb, beta, Cd.data(), ldc);
+            fast::matmul(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
+
+            const std::string where = cat("transA=", ta, " transB=", tb, " M=", M, " N=", N, " K=", K,
+                                          " alpha=", alpha, " beta=", beta, " pad=", pad);
+            worst.add(rel_err(block(C, M, N, ldc), block(Cd, M, N, ldc), kTerm), where);
+            for (int r = 0; r < M; ++r)
+              for (int c = N; c < ldc; ++c)
+                if (C[(size_t)r * ldc + c] != 12345.0f) ADD_FAILURE() << "C padding written at " << where;
+          }
+}
+
+// beta == 0 must overwrite C without reading it (BLAS convention; linear_forward relies on it
+// for uninitialised outputs), so NaN garbage in C must not survive.
+TEST(Matmul, BetaZeroIgnoresGarbageInC) {
+  Worst worst("matmul beta=0 over NaN", kSumTol);
+  Rng rng(2);
+  for (int M : {1, 7, 65})
+    for (int N : {3, 33})
+      for (int K : {1, 129}) {
+        Vf A = rng.vec((size_t)M * K), B = rng.vec((size_t)K * N), C((size_t)M * N, kNaN);
+        Vd Ad = to_d(A), Bd = to_d(B), Cd((size_t)M * N, 0.0);
+        fast::matmul(false, false, M, N, K, 1.0f, A.data(), K, B.data(), N, 0.0f, C.data(), N);
+        ref::matmul<double>(false, false, M, N, K, 1.0, Ad.data(), K, Bd.data(), N, 0.0, Cd.data(), N);
+        worst.add(rel_err(C, Cd, kTerm), cat("M=", M, " N=", N, " K=", K));
+      }
+}
+
+// K == 0: the product is empty, C = beta * C.
+TEST(Matmul, EmptyInnerDimension) {
+  Rng rng(3);
+  const int M = 3, N = 5;
+  Vf C = rng.vec(M * N), C0 = C;
+  float dummy = 0.0f;
+  fast::matmul(false, false, M, N, 0, 1.0f, &dummy, 1, &dummy, N, 0.5f, C.data(), N);
+  for (int i = 0; i < M * N; ++i) EXPECT_FLOAT_EQ(C[i], 0.5f * C0[i]);
+  fast::matmul(false, false, M, N, 0, 1.0f, &dummy, 1, &dummy, N, 0.0f, C.data(), N);
+  for (int i = 0; i < M * N; ++i) EXPECT_EQ(C[i], 0.0f);
+}
+
+// ---------------------------------------------------------------------------------------------
+// linear
+
+TEST(Linear, ForwardMatchesReference) {
+  Worst worst("linear_forward", kSumTol);
+  Rng rng(10);
+  for (int T : {1, 3, 7, 33, 65})
+    for (int in : {1, 3, 7, 33, 129})
+      for (int out : {1, 3, 7, 65})
+        for (bool bias : {false, true}) {
+          Vf x = rng.vec((size_t)T * in), W = rng.vec((size_t)out * in), b = rng.vec(out);
+          Vf y((size_t)T * out, kNaN);  // overwritten
+          Vd xd = to_d(x), Wd = to_d(W), bd = to_d(b), yd(y.size());
+          fast::linear_forward(y.data(), x.data(), W.data(), bias ? b.data() : nullptr, T, in, out);
+          ref::linear_forward(yd.data(), xd.data(), Wd.data(), bias ? bd.data() : nullptr, T, in, out);
+          worst.add(rel_err(y, yd, kTerm), cat("T=", T, " in=", in, " out=", out, " bias=", bias));
+        }
+}
+
+TEST(Linear, BackwardMatchesReference) {
+  Worst wdx("linear_backward dx", kSumTol), wdw("linear_backward dW", kSumTol),
+      wdb("linear_backward db", kSumTol);
+  Rng rng(11);
+  for (int T : {1, 3, 7, 33, 65})
+    for (int in : {1, 3, 7, 33, 129})
+      for (int out : {1, 3, 7, 65})
+        for (int dx_mode : {0, 1, 2})  // 0: dx null, 1: overwrite, 2: accumulate
+          for (bool with_db : {false, true}) {
+            Vf x = rng.vec((size_t)T * in), W = rng.vec((size_t)out * in), dy = rng.vec((size_t)T * out);
+            Vf dx = dx_mode == 2 ? rng.vec(x.size()) : Vf(x.size(), kNaN);
+            Vf dW = rng.vec(W.size()), db = rng.vec(out);  // accumulated into
+            Vd xd = to_d(x), Wd = to_d(W), dyd = to_d(dy), dxd = to_d(dx), dWd = to_d(dW), dbd = to_d(db);
+            fast::linear_backward(dx_mode ? dx.data() : nullptr, dW.data(), with_db ? db.data() : nullptr, dy.data(),
+                               x.data(), W.data(), T, in, out, dx_mode == 2);
+            ref::linear_backward(dx_mode ? dxd.data() : nullptr, dWd.data(), with_db ? dbd.data() : nullptr,
+                               dyd.data(), xd.data(), Wd.data(), T, in, out, dx_mode == 2);
+            const std::string where = cat("T=", T, " in=", in, " out=", out, " dx_mode=", dx_mode, " db=", with_db);
+            if (dx_mode) wdx.add(rel_err(dx, dxd, kTerm), where);
+            wdw.add(rel_err(dW, dWd, kTerm), where);
+            wdb.add(rel_err(db, dbd, kTerm), where);  // unchanged when null: still equal
+          }
+}
+
+TEST(Linear, ReferenceGradientMatchesFiniteDifferences) {
+  Worst worst("linear ref grad vs FD", kFdTol);
+  Rng rng(12);
+  for (int T : {1, 3})
+    for (int in : {1, 3, 7})
+      for (int out : {1, 2, 5})
+        for (bool bias : {false, true}) {
+          Vd x = rng.dvec((size_t)T * in), W = rng.dvec((size_t)out * in), b = rng.dvec(out);
+          Vd wy = rng.dvec((size_t)T * out), y(wy.size());
+          auto f = [&] {
+            ref::linear_forward(y.data(), x.data(), W.data(), bias ? b.data() : nullptr, T, in, out);
+            return dot(y, wy);
+          };
+          Vd dx(x.size()), dW(W.size(), 0.0), db(out, 0.0);
+          ref::linear_backward(dx.data(), dW.data(), db.data(), wy.data(), x.data(), W.data(), T, in, out);
+          const std::string where = cat("T=", T, " in=", in, " out=", out, " bias=", bias);
+          worst.add(rel_err(dx, fd_grad(x, f), kFdFloor), where + " dx");
+          worst.add(rel_err(dW, fd_grad(W, f), kFdFloor), where + " dW");
+          if (bias) worst.add(rel_err(db, fd_grad(b, f), kFdFloor), where + " db");
+        }
+}
+
+// ---------------------------------------------------------------------------------------------
+// bias_add
+
+TEST(BiasAdd, MatchesReference) {
+  Worst wf("bias_add_forward", kElemTol), wb("bias_add_backward", kSumTol);
+  Rng rng(20);
+  for (int T : kSizes)
+    for (int C : kSizes) {
+      Vf y = rng.vec((size_t)T * C), b = rng.vec(C), dy = rng.vec((size_t)T * C), db = rng.vec(C);
+      Vd yd = to_d(y), bd = to_d(b), dyd = to_d(dy), dbd = to_d(db);
+      fast::bias_add_forward(y.data(), b.data(), T, C);
+      ref::bias_add_forward(yd.data(), bd.data(), T, C);
+      fast::bias_add_backward(db.data(), dy.data(), T, C);
+      ref::bias_add_backward(dbd.data(), dyd.data(), T, C);
+      wf.add(rel_err(y, yd, kTerm), cat("T=", T, " C=", C));
+      wb.add(rel_err(db, dbd, kTerm), cat("T=", T, " C=", C));
+    }
+}
+
+TEST(BiasAdd, ReferenceGradientMatchesFiniteDifferences) {
+  Worst worst("bias_add ref grad vs FD", kFdTol);
+  Rng rng(21);
+  for (int T : {1, 3})
+    for (int C : {1, 4, 7}) {
+      Vd y0 = rng.dvec((size_t)T * C), b = rng.dvec(C), wy = rng.dvec(y0.size()), y;
+      auto f = [&] {
+        y = y0;
+        ref::bias_add_forward(y.data(), b.data(), T, C);
+        return dot(y, wy);
+      };
+      Vd db(C, 0.0);
+      ref::bias_add_backward(db.data(), wy.data(), T, C);
+      worst.add(rel_err(db, fd_grad(b, f), kFdFloor), cat("T=", T, " C=", C, " db"));
+      worst.add(rel_err(wy, fd_grad(y0, f), kFdFloor), cat("T=", T, " C=", C, " dy (identity)"));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// embedding
+
+TEST(Embedding, MatchesReference) {
+  Worst wf("embedding_forward", kElemTol), wt("embedding_backward dtok", kSumTol),
+      wp("embedding_backward dpos", kSumTol);
+  Rng rng(30);
+  for (int B : {1, 2, 3})
+    for (int n : {1, 7, 33})
+      for (int d : {1, 3, 65})
+        for (int V : {1, 5, 50}) {
+          const int n_max = n + 2;  // dpos has more rows than the sequence: the extra ones stay untouched
+          Vi ids = rng.ids((size_t)B * n, V);
+          Vf tok = rng.vec((size_t)V * d), pos = rng.vec((size_t)n_max * d), out((size_t)B * n * d, kNaN);
+          Vf dout = rng.vec(out.size()), dtok = rng.vec(tok.size()), dpos = rng.vec(pos.size());
+          Vd tokd = to_d(tok), posd = to_d(pos), outd(out.size()), doutd = to_d(dout), dtokd = to_d(dtok),
+             dposd = to_d(dpos);
+          const Vf dpos0 = dpos;
+          fast::embedding_forward(out.data(), ids.data(), tok.data(), pos.data(), B, n, d);
+          ref::embedding_forward(outd.data(), ids.data(), tokd.data(), posd.data(), B, n, d);
+          fast::embedding_backward(dtok.data(), dpos.data(), dout.data(), ids.data(), B, n, d);
+          ref::embedding_backward(dtokd.data(), dposd.data(), doutd.data(), ids.data(), B, n, d);
+          const std::string where = cat("B=", B, " n=", n, " d=", d, " V=", V);
+          wf.add(rel_err(out, outd, kTerm), where);
+          wt.add(rel_err(dtok, dtokd, kTerm), where);
+          wp.add(rel_err(dpos, dposd, kTerm), where);
+          for (size_t i = (size_t)n * d; i < dpos.size(); ++i)
+            if (dpos[i] != dpos0[i]) ADD_FAILURE() << "dpos row >= n written at " << where;
+        }
+}
+
+TEST(Embedding, BackwardAccumulatesRepeatedIds) {
+  const int B = 2, n = 5, d = 3, V = 4;
+  Vi ids(B * n, 1);  // every position is token 1
+  ids[3] = 2;        // except one
+  Vf dout((size_t)B * n * d, 1.0f), dtok((size_t)V * d, 0.5f), dpos((size_t)n * d, 0.0f);
+  fast::embedding_backward(dtok.data(), dpos.data(), dout.data(), ids.data(), B, n, d);
+  for (int c = 0; c < d; ++c) {
+    EXPECT_EQ(dtok[0 * d + c], 0.5f);                  // untouched, kept its old value
+    EXPECT_EQ(dtok[1 * d + c], 0.5f + (B * n - 1));    // 9 occurrences accumulated onto 0.5
+    EXPECT_EQ(dtok[2 * d + c], 1.5f);                  // one occurrence
+    EXPECT_EQ(dtok[3 * d + c], 0.5f);
+    for (int t = 0; t < n; ++t) EXPECT_EQ(dpos[t * d + c], (float)B);  // summed over the batch
+  }
+}
+
+TEST(Embedding, ReferenceGradientMatchesFiniteDifferences) {
+  Worst worst("embedding ref grad vs FD", kFdTol);
+  Rng rng(31);
+  for (int B : {1, 2})
+    for (int n : {1, 3})
+      for (int d : {1, 3}) {
+        const int V = 3;  // fewer tokens than positions: repeated ids
+        Vi ids = rng.ids((size_t)B * n, V);
+        Vd tok = rng.dvec((size_t)V * d), pos = rng.dvec((size_t)n * d), wy = rng.dvec((size_t)B * n * d),
+           out(wy.size());
+        auto f = [&] {
+          ref::embedding_forward(out.data(), ids.data(), tok.data(), pos.data(), B, n, d);
+          return dot(out, wy);
+        };
+        Vd dtok(tok.size(), 0.0), dpos(pos.size(), 0.0);
+        ref::embedding_backward(dtok.data(), dpos.data(), wy.data(), ids.data(), B, n, d);
+        const std::string where = cat("B=", B, " n=", n, " d=", d);
+        worst.add(rel_err(dtok, fd_grad(tok, f), kFdFloor), where + " dtok");
+        worst.add(rel_err(dpos, fd_grad(pos, f), kFdFloor), where + " dpos");
+      }
+}
+
+// ---------------------------------------------------------------------------------------------
+// layernorm
+
+TEST(LayerNorm, MatchesReference) {
+  Worst wo("layernorm_forward out", kSumTol), ws("layernorm_forward mean/rstd", kSumTol),
+      wdx("layernorm_backward dx", kSumTol), wdw("layernorm_backward dw/db", kSumTol);
+  Rng rng(40);
+  const float eps = 1e-5f;
+  for (int T : kSizes)
+    for (int d : kSizes) {
+      Vf x = rng.normal((size_t)T * d, 2.0f);
+      for (int t = 0; t < T; ++t)  // a different offset per row
+        for (int c = 0; c < d; ++c) x[(size_t)t * d + c] += (float)(t % 5) - 2.0f;
+      Vf w = rng.vec(d, 0.5f, 1.5f), b = rng.vec(d), out(x.size(), kNaN), mean(T, kNaN), rstd(T, kNaN);
+      Vd xd = to_d(x), wd = to_d(w), bd = to_d(b), outd(x.size()), meand(T), rstdd(T);
+      fast::layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), T, d, eps);
+      ref::layernorm_forward(outd.data(), meand.data(), rstdd.data(), xd.data(), wd.data(), bd.data(), T, d, eps);
+      const std::string where = cat("T=", T, " d=", d);
+      wo.add(rel_err(out, outd, kTerm), where);
+      ws.add(rel_err(mean, meand, kTerm), where + " mean");
+      ws.add(rel_err(rstd, rstdd), where + " rstd");
+
+      // Backward from the same saved statistics (the reference's, rounded to float for the fast one).
+      Vf dout = rng.vec(x.size()), dx(x.size(), kNaN), dw = rng.vec(d), db = rng.vec(d);
+      Vf meanf = to_f(meand), rstdf = to_f(rstdd);
+      Vd doutd = to_d(dout), dxd(x.size()), dwd = to_d(dw), dbd = to_d(db);
+      fast::layernorm_backward(dx.data(), dw.data(), db.data(), dout.data(), x.data(), meanf.data(), rstdf.data(),
+                            w.data(), T, d);
+      ref::layernorm_backward(dxd.data(), dwd.data(), dbd.data(), doutd.data(), xd.data(), meand.data(),
+                            rstdd.data(), wd.data(), T, d);
+      wdx.add(rel_err(dx, dxd, *std::max_element(rstdd.begin(), rstdd.end()) * kTerm), where);
+      wdw.add(rel_err(dw, dwd, kTerm), where + " dw");
+      wdw.add(rel_err(db, dbd, kTerm), where + " db");
+    }
+}
+
+TEST(LayerNorm, ReferenceGradientMatchesFiniteDifferences) {
+  Worst worst("layernorm ref grad vs FD", kFdTol);
+  Rng rng(41);
+  const double eps = 1e-5;
+  for (int T : {1, 2, 3})
+    for (int d : {1, 2, 3, 7, 33}) {
+      Vd x = rng.dvec((size_t)T * d), w = rng.dvec(d), b = rng.dvec(d), wy = rng.dvec(x.size());
+      Vd out(x.size()), mean(T), rstd(T);
+      auto f = [&] {
+        ref::layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), T, d, eps);
+        return dot(out, wy);
+      };
+      f();  // saves mean and rstd of the unperturbed x
+      Vd dx(x.size()), dw(d, 0.0), db(d, 0.0);
+      ref::layernorm_backward(dx.data(), dw.data(), db.data(), wy.data(), x.data(), mean.data(), rstd.data(),
+                            w.data(), T, d);
+      const std::string where = cat("T=", T, " d=", d);
+      worst.add(rel_err(dx, fd_grad(x, f), kFdFloor), where + " dx");
+      worst.add(rel_err(dw, fd_grad(w, f), kFdFloor), where + " dw");
+      worst.add(rel_err(db, fd_grad(b, f), kFdFloor), where + " db");
+    }
+}
+
+TEST(LayerNorm, StableOnHugeAndConstantRows) {
+  Rng rng(42);
+  const int d = 65;
+  const float eps = 1e-5f;
+  Vf w = rng.vec(d, 0.5f, 1.5f), b = rng.vec(d);
+  Vd wd = to_d(w), bd = to_d(b);
+  // Row 0: values of size 1e4. Row 1: constant. Row 2: 1e4 + N(0, 1), a large common offset
+  // (a one-pass E[x^2] - E[x]^2 in float loses everything there).
+  Vf x = rng.normal(3 * d, 1e4f);
+  for (int c = 0; c < d; ++c) {
+    x[d + c] = 7.0f;
+    x[2 * d + c] = 1e4f + rng.normal(1)[0];
+  }
+  Vf out(x.size()), mean(3), rstd(3);
+  fast::layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), 3, d, eps);
+  Vd xd = to_d(x), outd(x.size()), meand(3), rstdd(3);
+  ref::layernorm_forward(outd.data(), meand.data(), rstdd.data(), xd.data(), wd.data(), bd.data(), 3, d, eps);
+  for (float v : out) ASSERT_TRUE(std::isfinite(v));
+  double e0 = rel_err(out.data(), outd.data(), d);
+  // At 1e4 a float's spacing is 1e-3: the float mean alone is off by up to 5e-4 of a unit
+  // standard deviation, so row 2 is held to 2e-3 rather than kSumTol.
+  double e2 = rel_err(out.data() + 2 * d, outd.data() + 2 * d, d);
+  std::printf("[layernorm huge] rel err %.3g (values 1e4), %.3g (offset 1e4)\n", e0, e2);
+  EXPECT_LE(e0, kSumTol);
+  EXPECT_LE(e2, 2e-3);
+  for (int c = 0; c < d; ++c) EXPECT_EQ(out[d + c], b[c]) << "constant row must give the bias";
+
+  Vf dout = rng.vec(x.size()), dx(x.size()), dw(d, 0.0f), db(d, 0.0f);
+  fast::layernorm_backward(dx.data(), dw.data(), db.data(), dout.data(), x.data(), mean.data(), rstd.data(),
+                        w.data(), 3, d);
+  for (float v : dx) EXPECT_TRUE(std::isfinite(v));
+  for (int c = 0; c < d; ++c) EXPECT_TRUE(std::isfinite(dw[c]) && std::isfinite(db[c]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// GELU
+
+TEST(Gelu, MatchesReference) {
+  Worst wf("gelu_forward", kElemTol), wb("gelu_backward", kElemTol);
+  Rng rng(50);
+  for (size_t N : {1, 3, 7, 33, 65, 129, 100003})
+    for (bool alias : {false, true}) {
+      Vf x = rng.normal(N, 3.0f);
+      if (N > 4) x[0] = -12.0f, x[1] = 12.0f, x[2] = 0.0f, x[3] = -0.0f;  // tails and zero
+      Vd xd = to_d(x), outd(N), dout_d(N), dxd(N);
+      Vf dout = rng.vec(N);
+      for (size_t i = 0; i < N; ++i) dout_d[i] = dout[i];
+      ref::gelu_forward(outd.data(), xd.data(), N);
+      ref::gelu_backward(dxd.data(), xd.data(), dout_d.data(), N);
+      const std::string where = cat("N=", N, " alias=", alias);
+      if (alias) {
+        Vf buf = x;  // out aliases x
+        fast::gelu_forward(buf.data(), buf.data(), N);
+        wf.add(rel_err(buf, outd, kTerm), where);
+        Vf g = dout;  // dx aliases dout
+        fast::gelu_backward(g.data(), x.data(), g.data(), N);
+        wb.add(rel_err(g, dxd, kTerm), where);
+      } else {
+        Vf out(N, kNaN), dx(N, kNaN);
+        fast::gelu_forward(out.data(), x.data(), N);
+        fast::gelu_backward(dx.data(), x.data(), dout.data(), N);
+        wf.add(rel_err(out, outd, kTerm), where);
+        wb.add(rel_err(dx, dxd, kTerm), where);
+      }
+    }
+}
+
+TEST(Gelu, ReferenceGradientMatchesFiniteDifferences) {
+  Worst worst("gelu ref grad vs FD", kFdTol);
+  Rng rng(51);
+  for (size_t N : {1, 7, 50}) {
+    Vd x = rng.dvec(N), wy = rng.dvec(N), out(N);
+    for (double& v : x) v *= 4.0;
+    auto f = [&] {
+      ref::gelu_forward(out.data(), x.data(), N);
+      return dot(out, wy);
+    };
+    Vd dx(N);
+    ref::gelu_backward(dx.data(), x.data(), wy.data(), N);
+    worst.add(rel_err(dx, fd_grad(x, f), kFdFloor), cat("N=", N));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// softmax
+
+TEST(Softmax, MatchesReference) {
+  Worst wf("softmax_forward", kSumTol), wb("softmax_backward", kSumTol);
+  Rng rng(60);
+  for (int rows : {1, 3, 7, 33})
+    for (int cols : kSizes)
+      for (int mask_kind : {0, 1, 2, 3})
+        for (bool alias : {false, true}) {
+          Vf S = rng.normal((size_t)rows * cols, 3.0f), dP = rng.vec(S.size());
+          std::vector<uint8_t> mask = make_mask(rng, cols, mask_kind);
+          const uint8_t* m = mask_kind ? mask.data() : nullptr;
+          Vd Sd = to_d(S), Pd(S.size()), dPd = to_d(dP), dSd(S.size());
+          ref::softmax_forward(Pd.data(), Sd.data(), rows, cols, m);
+          ref::softmax_backward(dSd.data(), Pd.data(), dPd.data(), rows, cols);
+          Vf Pf = to_f(Pd);  // backward from the same probabilities
+          Vf P(S.size(), kNaN), dS(S.size(), kNaN);
+          if (alias) {
+            P = S;
+            fast::softmax_forward(P.data(), P.data(), rows, cols, m);
+            dS = dP;
+            fast::softmax_backward(dS.data(), Pf.data(), dS.data(), rows, cols);
+          } else {
+            fast::softmax_forward(P.data(), S.data(), rows, cols, m);
+            fast::softmax_backward(dS.data(), Pf.data(), dP.data(), rows, cols);
+          }
+          const std::string where = cat("rows=", rows, " cols=", cols, " mask=", mask_kind, " alias=", alias);
+          wf.add(rel_err(P, Pd), where);
+          wb.add(rel_err(dS, dSd, *std::max_element(Pd.begin(), Pd.end()) * kTerm), where);
+        }
+}
+
+TEST(Softmax, ReferenceGradientMatchesFiniteDifferences) {
+  Worst worst("softmax ref grad vs FD", kFdTol);
+  Rng rng(61);
+  for (int rows : {1, 2})
+    for (int cols : {1, 2, 3, 7, 33})
+      for (int mask_kind : {0, 1, 3}) {
+        Vd S = rng.dvec((size_t)rows * cols), wy = rng.dvec(S.size()), P(S.size());
+        for (double& v : S) v *= 3.0;
+        std::vector<uint8_t> mask = make_mask(rng, cols, mask_kind);
+        const uint8_t* m = mask_kind ? mask.data() : nullptr;
+        auto f = [&] {
+          ref::softmax_forward(P.data(), S.data(), rows, cols, m);
+          return dot(P, wy);
+        };
+        f();
+        Vd dS(S.size());
+        ref::softmax_backward(dS.data(), P.data(), wy.data(), rows, cols);
+        worst.add(rel_err(dS, fd_grad(S, f), kFdFloor), cat("rows=", rows, " cols=", cols, " mask=", mask_kind));
+      }
+}
+
+TEST(Softmax, MaskedKeysGetZeroAndRowsSumToOne) {
+  Rng rng(62);
+  double worst_sum = 0.0;
+  for (int cols : kSizes) {
+    const int rows = 5;
+    // Masked keys hold the largest scores: a kernel that lets them into the max would
+    // underflow every real key to 0 and divide 0 by 0.
+    Vf S = rng.normal((size_t)rows * cols, 3.0f), P(S.size(), kNaN);
+    std::vector<uint8_t> mask = make_mask(rng, cols, 1);
+    for (int r = 0; r < rows; ++r)
+      for (int c = 0; c < cols; ++c)
+        if (!mask[c]) S[(size_t)r * cols + c] = 1e4f;
+    fast::softmax_forward(P.data(), S.data(), rows, cols, mask.data());
+    for (int r = 0; r < rows; ++r) {
+      double sum = 0.0;
+      for (int c = 0; c < cols; ++c) {
+        float p = P[(size_t)r * cols + c];
+        if (!mask[c]) {
+          EXPECT_EQ(p, 0.0f) << "masked key, cols=" << cols;
+        }
+        EXPECT_TRUE(p >= 0.0f && p <= 1.0f) << p;
+        sum += p;
+      }
+      worst_sum = std::max(worst_sum, std::fabs(sum - 1.0));
+    }
+  }
+  std::printf("[softmax masked] worst |row sum - 1| %.3g\n", worst_sum);
+  EXPECT_LE(worst_sum, 1e-5);
+
+  // Every key masked: the row is all zeros (no NaN).
+  Vf S = rng.vec(4), P(4, kNaN);
+  std::vector<uint8_t> none(4, 0);
+  fast::softmax_forward(P.data(), S.data(), 1, 4, none.data());
+  for (float p : P) EXPECT_EQ(p, 0.0f);
+}
+
+TEST(Softmax, StableOnHugeLogitsAndConstantRows) {
+  Rng rng(63);
+  const int cols = 129;
+  // Rows: N(0, 1e4); constant +1e4; constant -1e4; alternating +-1e4.
+  Vf S = rng.normal(4 * cols, 1e4f);
+  for (int c = 0; c < cols; ++c) {
+    S[cols + c] = 1e4f;
+    S[2 * cols + c] = -1e4f;
+    S[3 * cols + c] = c % 2 ? 1e4f : -1e4f;
+  }
+  Vf P(S.size());
+  fast::softmax_forward(P.data(), S.data(), 4, cols, nullptr);
+  Vd Sd = to_d(S), Pd(S.size());
+  ref::softmax_forward(Pd.data(), Sd.data(), 4, cols, nullptr);
+  for (float p : P) ASSERT_TRUE(std::isfinite(p));
+  const double err = rel_err(P, Pd);
+  std::printf("[softmax huge] rel err %.3g\n", err);
+  EXPECT_LE(err, kSumTol);
+  for (int c = 0; c < cols; ++c) {
+    EXPECT_NEAR(P[cols + c], 1.0 / cols, 1e-7);
+    EXPECT_NEAR(P[2 * cols + c], 1.0 / cols, 1e-7);
+    EXPECT_NEAR(P[3 * cols + c], c % 2 ? 1.0 / (cols / 2) : 0.0, 1e-7);
+  }
+}
+
+// softmax is single-threaded and documented as safe inside a parallel region.
+TEST(Softmax, SafeInsideParallelRegion) {
+  Rng rng(64);
+  const int blocks = 8, rows = 7, cols = 33;
+  Vf S = rng.normal((size_t)blocks * rows * cols), Pserial(S.size()), Ppar(S.size());
+  for (int b = 0; b < blocks; ++b)
+    fast::softmax_forward(Pserial.data() + (size_t)b * rows * cols, S.data() + (size_t)b * rows * cols, rows, cols,
+                       nullptr);
+#pragma omp parallel for
+  for (int b = 0; b < blocks; ++b)
+    fast::softmax_forward(Ppar.data() + (size_t)b * rows * cols, S.data() + (size_t)b * rows * cols, rows, cols,
+                       nullptr);
+  EXPECT_EQ(0, std::memcmp(Pserial.data(), Ppar.data(), S.size() * sizeof(float)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// dropout
+
+TEST(Dropout, MatchesReference) {
+  Worst wf("dropout_forward", kElemTol), wb("dropout_backward", kElemTol);
+  Rng rng(70);
+  for (size_t N : {1, 3, 7, 33, 1000, 100003})
+    for (float p : {0.0f, 0.1f, 0.5f, 0.9f})
+      for (bool alias : {false, true}) {
+        const uint64_t seed = 1000 + N + (uint64_t)(p * 10);
+        Vf in = rng.vec(N), dout = rng.vec(N);
+        Vd ind = to_d(in), outd(N), doutd = to_d(dout), dind(N);
+        std::vector<uint8_t> keep(N, 7), keepd(N);
+        ref::dropout_forward(outd.data(), keepd.data(), ind.data(), N, p, seed);
+        ref::dropout_backward(dind.data(), doutd.data(), keepd.data(), N, p);
+        Vf out(N, kNaN), din(N, kNaN);
+        if (alias) {
+          out = in;
+          fast::dropout_forward(out.data(), keep.data(), out.data(), N, p, seed);
+          din = dout;
+          fast::dropout_backward(din.data(), din.data(), keep.data(), N, p);
+        } else {
+          fast::dropout_forward(out.data(), keep.data(), in.data(), N, p, seed);
+          fast::dropout_backward(din.data(), dout.data(), keep.data(), N, p);
+        }
+        const std::string where = cat("N=", N, " p=", p, " alias=", alias);
+        size_t mask_mismatch = 0;
+        for (size_t i = 0; i < N; ++i) mask_mismatch += (keep[i] != 0) != (keepd[i] != 0);
+        EXPECT_EQ(mask_mismatch, 0u) << where;
+        wf.add(rel_err(out, outd, kTerm), where);
+        wb.add(rel_err(din, dind, kTerm), where);
+      }
+}
+
+TEST(Dropout, ReferenceGradientMatchesFiniteDifferences) {
+  Worst worst("dropout ref grad vs FD", kFdTol);
+  Rng rng(71);
+  for (size_t N : {1, 7, 40})
+    for (float p : {0.0f, 0.3f}) {
+      Vd in = rng.dvec(N), wy = rng.dvec(N), out(N);
+      std::vector<uint8_t> keep(N);
+      auto f = [&] {
+        ref::dropout_forward(out.data(), keep.data(), in.data(), N, p, 99);
+        return dot(out, wy);
+      };
+      f();
+      Vd din(N);
+      ref::dropout_backward(din.data(), wy.data(), keep.data(), N, p);
+      worst.add(rel_err(din, fd_grad(in, f), kFdFloor), cat("N=", N, " p=", p));
+    }
+}
+
+TEST(Dropout, KeepsAboutOneMinusP) {
+  const size_t N = 1 << 20;
+  Vf in(N, 1.0f), out(N);
+  std::vector<uint8_t> keep(N);
+  for (float p : {0.1f, 0.5f, 0.9f}) {
+    fast::dropout_forward(out.data(), keep.data(), in.data(), N, p, 12345);
+    size_t kept = 0;
+    for (size_t i = 0; i < N; ++i) kept += keep[i] != 0;
+    // kept ~ Binomial(N, 1 - p): allow 6 standard deviations (a false alarm ~1e-9).
+    const double expect = N * (1.0 - p), sigma = std::sqrt(N * p * (1.0 - p));
+    std::printf("[dropout] p=%.1f kept %zu of %zu, expected %.0f +- %.0f (%.2f sigma)\n", p, kept, N, expect, sigma,
+                (kept - expect) / sigma);
+    EXPECT_LE(std::fabs(kept - expect), 6 * sigma) << "p=" << p;
+    for (size_t i = 0; i < N; ++i)
+      if (out[i] != (keep[i] ? 1.0f / (1.0f - p) : 0.0f)) {
+        ADD_FAILURE() << "out[" << i << "]=" << out[i] << " with keep=" << (int)keep[i] << " p=" << p;
+        break;
+      }
+  }
+}
+
+TEST(Dropout, SameSeedSameMaskDifferentSeedDifferent) {
+  const size_t N = 10007;
+  Rng rng(72);
+  Vf in = rng.vec(N), out1(N), out2(N), out3(N);
+  std::vector<uint8_t> k1(N), k2(N), k3(N);
+  fast::dropout_forward(out1.data(), k1.data(), in.data(), N, 0.5f, 42);
+  fast::dropout_forward(out2.data(), k2.data(), in.data(), N, 0.5f, 42);
+  fast::dropout_forward(out3.data(), k3.data(), in.data(), N, 0.5f, 43);
+  EXPECT_EQ(0, std::memcmp(out1.data(), out2.data(), N * sizeof(float)));
+  EXPECT_EQ(k1, k2);
+  EXPECT_NE(k1, k3);
+  for (uint64_t i = 0; i < 1000; ++i) {
+    const float u = fast::dropout_uniform(42, i);
+    ASSERT_TRUE(u >= 0.0f && u < 1.0f) << u;
+  }
+}
+
+TEST(Dropout, IndependentOfThreadCount) {
+  const size_t N = 100003;
+  Rng rng(73);
+  Vf in = rng.vec(N);
+  const int saved = omp_get_max_threads();
+  Vf out_ref;
+  std::vector<uint8_t> keep_ref;
+  for (int threads : {1, 2, 3}) {
+    omp_set_num_threads(threads);
+    Vf out(N);
+    std::vector<uint8_t> keep(N);
+    fast::dropout_forward(out.data(), keep.data(), in.data(), N, 0.3f, 777);
+    if (threads == 1) {
+      out_ref = out;
+      keep_ref = keep;
+    } else {
+      EXPECT_EQ(0, std::memcmp(out.data(), out_ref.data(), N * sizeof(float))) << threads << " threads";
+      EXPECT_EQ(keep, keep_ref) << threads << " threads";
+    }
+  }
+  omp_set_num_threads(saved);
+}
+
+TEST(Dropout, ZeroProbabilityCopies) {
+  const size_t N = 1001;
+  Rng rng(74);
+  Vf in = rng.normal(N), out(N, kNaN), din(N, kNaN);
+  std::vector<uint8_t> keep(N, 0);
+  fast::dropout_forward(out.data(), keep.data(), in.data(), N, 0.0f, 5);
+  EXPECT_EQ(0, std::memcmp(out.data(), in.data(), N * sizeof(float)));
+  for (uint8_t k : keep) EXPECT_TRUE(k);
+  fast::dropout_backward(din.data(), in.data(), keep.data(), N, 0.0f);
+  EXPECT_EQ(0, std::memcmp(din.data(), in.data(), N * sizeof(float)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// cross-entropy
+
+TEST(CrossEntropy, MatchesReference) {
+  Worst wf("cross_entropy_forward", kSumTol), wb("cross_entropy_backward", kSumTol);
+  Rng rng(80);
+  for (int T : {1, 3, 7, 33, 65})
+    for (int V : {1, 3, 7, 33, 129, 1000})
+      for (int ignore_index : {-100, -1}) {
+        Vf logits = rng.normal((size_t)T * V, 3.0f);
+        Vi targets = rng.ids(T, V);
+        for (int t = 0; t < T; ++t)
+          if (rng.integer(0, 3) == 0) targets[t] = ignore_index;
+        const float scale = 1.0f / (float)T;
+        Vd ld = to_d(logits), lossd(T), gd(logits.size());
+        const int countd = ref::cross_entropy_forward(lossd.data(), ld.data(), targets.data(), T, V, ignore_index);
+        ref::cross_entropy_backward(gd.data(), ld.data(), targets.data(), T, V, ignore_index, scale);
+        Vf loss(T, kNaN), g(logits.size(), kNaN);
+        const int count = fast::cross_entropy_forward(loss.data(), logits.data(), targets.data(), T, V, ignore_index);
+        fast::cross_entropy_backward(g.data(), logits.data(), targets.data(), T, V, ignore_index, scale);
+        const std::string where = cat("T=", T, " V=", V, " ignore_index=", ignore_index);
+        EXPECT_EQ(count, countd) << where;
+        wf.add(rel_err(loss, lossd, kTerm), where);
+        wb.add(rel_err(g, gd, scale), where);
+      }
+}
+
+TEST(CrossEntropy, ReferenceGradientMatchesFiniteDifferences) {
+  Worst worst("cross_entropy ref grad vs FD", kFdTol);
+  Rng rng(81);
+  const int ignore_index = -100;
+  for (int T : {1, 3})
+    for (int V : {1, 2, 3, 7, 33}) {
+      Vd logits = rng.dvec((size_t)T * V), loss(T);
+      for (double& v : logits) v *= 3.0;
+      Vi targets = rng.ids(T, V);
+      if (T > 1) targets[1] = ignore_index;
+      const double scale = 0.7;
+      // The backward's contract: gradient of scale * sum of the losses.
+      auto f = [&] {
+        ref::cross_entropy_forward(loss.data(), logits.data(), targets.data(), T, V, ignore_index);
+        double s = 0.0;
+        for (double l : loss) s += l;
+        return scale * s;
+      };
+      Vd g(logits.size());
+      ref::cross_entropy_backward(g.data(), logits.data(), targets.data(), T, V, ignore_index, scale);
+      worst.add(rel_err(g, fd_grad(logits, f), kFdFloor), cat("T=", T, " V=", V));
+    }
+}
+
+TEST(CrossEntropy, IgnoresIgnoreIndexRows) {
+  Rng rng(82);
+  const int T = 9, V = 17, ignore_index = -100;
+  Vf logits = rng.normal((size_t)T * V, 2.0f);
+  Vi targets = rng.ids(T, V);
+  std::vector<int> kept_rows;
+  for (int t = 0; t < T; ++t) {
+    if (t % 3 == 1) {
+      targets[t] = ignore_index;
+      for (int v = 0; v < V; ++v) logits[(size_t)t * V + v] = 1e4f;  // would dominate if counted
+    } else {
+      kept_rows.push_back(t);
+    }
+  }
+  Vf loss(T, kNaN), g(logits.size(), kNaN);
+  const int count = fast::cross_entropy_forward(loss.data(), logits.data(), targets.data(), T, V, ignore_index);
+  fast::cross_entropy_backward(g.data(), logits.data(), targets.data(), T, V, ignore_index, 1.0f);
+  EXPECT_EQ(count, (int)kept_rows.size());
+
+  // The same rows without the ignored ones give the same losses and gradients.
+  const int Tk = (int)kept_rows.size();
+  Vf logits_k, loss_k(Tk), g_k((size_t)Tk * V);
+  Vi targets_k;
+  for (int t : kept_rows) {
+    logits_k.insert(logits_k.end(), logits.begin() + (size_t)t * V, logits.begin() + (size_t)(t + 1) * V);
+    targets_k.push_back(targets[t]);
+  }
+  EXPECT_EQ(Tk, fast::cross_entropy_forward(loss_k.data(), logits_k.data(), targets_k.data(), Tk, V, ignore_index));
+  fast::cross_entropy_backward(g_k.data(), logits_k.data(), targets_k.data(), Tk, V, ignore_index, 1.0f);
+  for (int t = 0, k = 0; t < T; ++t) {
+    if (targets[t] == ignore_index) {
+      EXPECT_EQ(loss[t], 0.0f);
+      for (int v = 0; v < V; ++v) EXPECT_EQ(g[(size_t)t * V + v], 0.0f);
+    } else {
+      EXPECT_EQ(loss[t], loss_k[k]);
+      for (int v = 0; v < V; ++v) EXPECT_EQ(g[(size_t)t * V + v], g_k[(size_t)k * V + v]);
+      ++k;
+    }
+  }
+}
+
+TEST(CrossEntropy, StableOnHugeLogits) {
+  Rng rng(83);
+  const int T = 4, V = 129;
+  Vf logits = rng.normal((size_t)T * V, 1e4f);
+  for (int v = 0; v < V; ++v) logits[V + v] = 1e4f;  // a constant row: loss log(V)
+  Vi targets = rng.ids(T, V);
+  Vf loss(T), g(logits.size());
+  fast::cross_entropy_forward(loss.data(), logits.data(), targets.data(), T, V, -100);
+  fast::cross_entropy_backward(g.data(), logits.data(), targets.data(), T, V, -100, 1.0f);
+  Vd ld = to_d(logits), lossd(T), gd(logits.size());
+  ref::cross_entropy_forward(lossd.data(), ld.data(), targets.data(), T, V, -100);
+  ref::cross_entropy_backward(gd.data(), ld.data(), targets.data(), T, V, -100, 1.0);
+  for (float v : loss) ASSERT_TRUE(std::isfinite(v));
+  for (float v : g) ASSERT_TRUE(std::isfinite(v));
+  const double el = rel_err(loss, lossd), eg = rel_err(g, gd);
+  std::printf("[cross_entropy huge] rel err loss %.3g, grad %.3g\n", el, eg);
+  EXPECT_LE(el, kSumTol);
+  EXPECT_LE(eg, kSumTol);
+  EXPECT_NEAR(loss[1], std::log((double)V), 1e-5);
+}
+
+}  // namespace
