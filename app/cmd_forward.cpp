@@ -51,7 +51,7 @@ CLI::App* add_forward_command(CLI::App& app, ForwardOptions& opt, int& threads) 
       ->required()
       ->type_name("FILE");
   cmd->add_option("--repeat", opt.repeat, "Run the forward pass this many times and report the fastest (timing)")
-      ->check(CLI::PositiveNumber)
+      ->check(CLI::Range(1, 1000000))
       ->capture_default_str()
       ->type_name("N");
   add_threads_option(*cmd, threads);

@@ -9,7 +9,7 @@ namespace linformer::app {
 
 void add_threads_option(CLI::App& app, int& threads) {
   app.add_option("--threads", threads, "Number of OpenMP threads (0: OpenMP's default, OMP_NUM_THREADS or all cores)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(CLI::Range(0, 4096))
       ->type_name("N");
 }
 

@@ -1,5 +1,6 @@
 // The `linformer` command: parses the command line (CLI11) and runs one subcommand.
-// Every subcommand lives in its own file (cmd_<name>.cpp, declared in commands.hpp).
+// Every subcommand lives in its own file (cmd_<name>.cpp, declared in commands.hpp or
+// data_commands.hpp).
 // Errors from the library (linformer::Error) and the standard library are printed as
 // `error: <message>` on stderr with exit status 1; CLI11's own parse errors keep its exit codes.
 #include <exception>
@@ -9,6 +10,8 @@
 #include <fmt/core.h>
 
 #include "commands.hpp"
+#include "data_commands.hpp"
+#include "pretrain_commands.hpp"
 #include "linformer/error.hpp"
 
 int main(int argc, char** argv) {
@@ -25,6 +28,16 @@ int main(int argc, char** argv) {
   CLI::App* init = add_init_command(app, init_opt);
   ForwardOptions forward_opt;
   CLI::App* forward = add_forward_command(app, forward_opt, threads);
+  DataOptions data_opt;
+  CLI::App* data = add_data_command(app, data_opt);
+  TokenizerOptions tokenizer_opt;
+  CLI::App* tokenizer = add_tokenizer_command(app, tokenizer_opt);
+  PretrainOptions pretrain_opt;
+  CLI::App* pretrain = add_pretrain_command(app, pretrain_opt);
+  FillMaskOptions fill_mask_opt;
+  CLI::App* fill_mask = add_fill_mask_command(app, fill_mask_opt);
+  EvalMlmOptions eval_mlm_opt;
+  CLI::App* eval_mlm = add_eval_mlm_command(app, eval_mlm_opt);
 
   try {
     app.parse(argc, argv);
@@ -37,6 +50,16 @@ int main(int argc, char** argv) {
       run_init(init_opt);
     } else if (forward->parsed()) {
       run_forward(forward_opt, threads);
+    } else if (data->parsed()) {
+      run_data(data_opt);
+    } else if (tokenizer->parsed()) {
+      run_tokenizer(tokenizer_opt);
+    } else if (pretrain->parsed()) {
+      run_pretrain(pretrain_opt, threads);
+    } else if (fill_mask->parsed()) {
+      run_fill_mask(fill_mask_opt, threads);
+    } else if (eval_mlm->parsed()) {
+      run_eval_mlm(eval_mlm_opt, threads);
     }
   } catch (const linformer::Error& e) {
     fmt::print(stderr, "error: {}\n", e.what());

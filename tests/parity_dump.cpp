@@ -121,9 +121,10 @@ int main(int argc, char** argv) {
     std::vector<float> logits;
     std::vector<int64_t> logits_shape;
     if (task == "mlm") {
-      loss = model.forward_mlm(batch, labels);
-      const float* p = model.mlm_logits();
+      // Logits at every position first (forward_mlm runs the head on labelled rows only).
+      const float* p = model.forward_mlm_logits(batch);
       logits.assign(p, p + static_cast<size_t>(B) * n * cfg.vocab_size);
+      loss = model.forward_mlm(batch, labels);
       logits_shape = {B, n, cfg.vocab_size};
     } else {
       loss = model.forward_cls(batch, labels);

@@ -10,10 +10,11 @@ namespace linformer {
 
 class Tokenizer;
 
-// A binary token file (docs/data.md): a small header (magic, version, dtype, counts), the token
-// ids (int32), then the sentence boundaries (uint64 end offsets; a document ends with a
-// sentence whose last token is kEosId... see docs/data.md for the exact layout).
-// Opened read-only and memory-mapped; the header and sizes are validated against the file size.
+// A binary token file (docs/data.md): a 64-byte header ("LFTOKENS", version, dtype, counts), the
+// token ids (int32), then the sentence end offsets (uint64). Every document ends with a
+// one-token sentence [kEosId]. Little-endian.
+// Opened read-only and memory-mapped; the header, sizes, offsets and ids are validated
+// (IoError naming the file).
 class TokenFile {
  public:
   explicit TokenFile(const std::string& path);
@@ -39,7 +40,8 @@ class TokenFile {
 
 // Streams text files (a folder: all its files, sorted) through the tokenizer into a token file,
 // written atomically. Each non-empty line is a sentence; an empty line or the end of a file ends a
-// document. Returns the number of tokens. The corpus need not fit in memory.
+// document (a lone kEosId sentence is appended). Returns the number of tokens. Memory use does not
+// grow with the corpus. InputError for non-UTF-8 text (file:line) or an empty corpus.
 size_t encode_corpus(const Tokenizer& tok, const std::vector<std::string>& inputs, const std::string& out_path);
 
 struct MlmOptions {
@@ -61,8 +63,9 @@ struct MlmOptions {
 class MlmBatcher {
  public:
   MlmBatcher(const TokenFile& file, MlmOptions opt);
-  // The next batch: ids/mask in `batch`, labels [B*n] (original id where selected, else kIgnoreIndex).
-  // Wraps around to a new epoch at the end of the data.
+  // The next batch: ids/mask in `batch` (B = batch_size, fewer for the last batch of an epoch;
+  // n = the longest sequence in it, <= seq_len), labels [B*n] (original id where selected, else
+  // kIgnoreIndex). After the last batch of an epoch the next call starts a new epoch.
   void next(Batch& batch, std::vector<int32_t>& labels);
   size_t num_sequences() const { return ranges_.size(); }
   size_t batches_per_epoch() const;
@@ -70,7 +73,7 @@ class MlmBatcher {
   // Data position, for checkpoints and resume.
   struct State {
     uint64_t epoch = 0;
-    uint64_t cursor = 0;  // index into this epoch's order
+    uint64_t cursor = 0;  // sequences of this epoch already returned (always < num_sequences())
   };
   State state() const { return state_; }
   void set_state(State s);

@@ -57,9 +57,11 @@ class Model {
   // Throws InputError for ids outside the vocabulary, n > max_len, or a sequence with no real token.
   const float* encode(const Batch& batch);
 
-  // Encoder + MLM head. logits [B, n, vocab]. With labels ([B*n], kIgnoreIndex to skip) also
-  // returns the mean cross-entropy over labelled positions and prepares backward().
+  // Encoder + MLM head on every position: logits [B, n, vocab].
   const float* forward_mlm_logits(const Batch& batch);
+  // Encoder + MLM head on the labelled positions only (labels [B*n], kIgnoreIndex to skip):
+  // returns the mean cross-entropy over them and prepares backward(). Afterwards mlm_logits()
+  // holds [R, vocab] for the R labelled positions in order.
   float forward_mlm(const Batch& batch, const std::vector<int32_t>& labels);
 
   // Encoder + classification head (needs num_labels > 0). logits [B, num_labels].
@@ -71,10 +73,11 @@ class Model {
 
   // Pointers into the last forward's buffers.
   const float* hidden() const;      // [B, n, d]
-  const float* mlm_logits() const;  // [B, n, vocab]
+  const float* mlm_logits() const;  // [B, n, vocab] after forward_mlm_logits; see forward_mlm
   const float* cls_logits() const;  // [B, num_labels]
 
  private:
+  void mlm_head_forward(const float* x, int rows);
   struct Impl;
   ModelConfig cfg_;
   ParamTable params_;

@@ -17,10 +17,14 @@ constexpr int32_t kNumSpecial = 5;
 
 class Tokenizer {
  public:
-  // Trains on text files (a folder means every regular file in it, recursively, sorted by name)
-  // and writes a SentencePiece model to out_model (atomically). Throws IoError / InputError.
+  // Trains a unigram model of exactly vocab_size pieces (specials included) on text files (a folder
+  // means every regular file in it, recursively, sorted by path, hidden files skipped) and writes
+  // it to out_model (atomically). Deterministic; seed only matters for corpora over 1M lines
+  // (which are subsampled). Throws IoError (missing file), InputError (non-UTF-8 text naming
+  // file:line, empty corpus, corpus too small for vocab_size), ConfigError (vocab_size < 16).
   static void train(const std::vector<std::string>& inputs, int vocab_size, const std::string& out_model,
                     uint64_t seed = 0);
+  // Loads a model; IoError if unreadable or its special pieces are not the ids above.
   explicit Tokenizer(const std::string& model_path);
   ~Tokenizer();
   Tokenizer(Tokenizer&&) noexcept;

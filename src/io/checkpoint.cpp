@@ -18,14 +18,31 @@ std::string shape_str(const std::vector<int64_t>& s) {
   return out + "]";
 }
 
+constexpr const char* kFormat = "linformer";
+constexpr const char* kFormatVersion = "1";
+
+// "format" and "format_version" may be absent (files written by other tools); when present they
+// must be ours.
+void check_format(const SafetensorsFile& f, const std::string& path) {
+  auto fm = f.metadata.find("format");
+  if (fm != f.metadata.end() && fm->second != kFormat)
+    throw IoError(fmt::format("{}: metadata format is '{}', expected '{}'", path, fm->second, kFormat));
+  auto fv = f.metadata.find("format_version");
+  if (fv != f.metadata.end() && fv->second != kFormatVersion)
+    throw IoError(fmt::format("{}: format_version '{}' is not supported (this build reads version {})", path,
+                              fv->second, kFormatVersion));
+}
+
 ModelConfig config_of(const SafetensorsFile& f, const std::string& path) {
+  check_format(f, path);
   auto it = f.metadata.find("linformer.config");
   if (it == f.metadata.end())
     throw IoError(fmt::format("{}: no model config in the metadata (key 'linformer.config'); not a linformer model?", path));
   try {
     return ModelConfig::from_json(nlohmann::json::parse(it->second));
   } catch (const nlohmann::json::exception& e) {
-    throw IoError(fmt::format("{}: model config in the metadata is not valid JSON: {}", path, e.what()));
+    throw IoError(fmt::format("{}: model config in the metadata ('linformer.config') is not valid JSON: {}", path,
+                              e.what()));
   } catch (const ConfigError& e) {
     throw IoError(fmt::format("{}: {}", path, e.what()));
   }
@@ -34,17 +51,20 @@ ModelConfig config_of(const SafetensorsFile& f, const std::string& path) {
 void copy_weights(Model& model, const SafetensorsFile& f, const std::string& path) {
   ParamTable& pt = model.params();
   for (const auto& t : f.tensors)
-    if (pt.find(t.name) < 0) throw IoError(fmt::format("{}: unknown tensor '{}' for this model config", path, t.name));
+    if (pt.find(t.name) < 0)
+      throw IoError(fmt::format("{}: unknown tensor '{}' (the model of this config has no such parameter)", path, t.name));
   for (int i = 0; i < pt.size(); ++i) {
     const ParamInfo& p = pt.info(i);
     const NamedTensor* t = f.find(p.name);
     if (!t) throw IoError(fmt::format("{}: tensor '{}' is missing", path, p.name));
     if (t->dtype != "F32") throw IoError(fmt::format("{}: tensor '{}' has dtype {}, expected F32", path, p.name, t->dtype));
     if (t->shape != p.shape)
-      throw IoError(fmt::format("{}: tensor '{}' has shape {}, the config needs {}", path, p.name, shape_str(t->shape),
-                                shape_str(p.shape)));
-    std::memcpy(pt.data(i), t->bytes.data(), p.numel * sizeof(float));
+      throw IoError(fmt::format("{}: tensor '{}' has shape {}, expected {} for this model config", path, p.name,
+                                shape_str(t->shape), shape_str(p.shape)));
   }
+  // Copy only once everything matched, so a failed load leaves the model as it was.
+  for (int i = 0; i < pt.size(); ++i)
+    std::memcpy(pt.data(i), f.find(pt.info(i).name)->bytes.data(), pt.info(i).numel * sizeof(float));
 }
 
 }  // namespace
@@ -61,7 +81,7 @@ void save_model(const Model& model, const std::string& path) {
     tensors.push_back(std::move(t));
   }
   write_safetensors(path, tensors,
-                    {{"format", "linformer"}, {"format_version", "1"},
+                    {{"format", kFormat}, {"format_version", kFormatVersion},
                      {"linformer.config", model.config().to_json().dump()}});
 }
 
@@ -74,6 +94,7 @@ std::unique_ptr<Model> load_model(const std::string& path) {
 
 void load_weights(Model& model, const std::string& path) {
   SafetensorsFile f = read_safetensors(path);
+  check_format(f, path);
   copy_weights(model, f, path);
 }
 

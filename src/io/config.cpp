@@ -1,4 +1,8 @@
 // ModelConfig: validation and JSON (keys are the field names; docs/format.md lists them).
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -25,6 +29,32 @@ const char* to_string(Sharing v) {
 const char* to_string(ProjOrder v) { return v == ProjOrder::InputFirst ? "input_first" : "linear_first"; }
 const char* to_string(Pooling v) { return v == Pooling::First ? "first" : "mean"; }
 
+namespace {
+
+// The JSON keys, in the order to_json writes them.
+constexpr const char* kKeys[] = {"vocab_size", "max_len",    "d_model",    "n_heads", "d_ff",
+                                 "n_layers",   "attention",  "k",          "sharing", "proj_order",
+                                 "dropout",    "attention_dropout", "layer_norm_eps", "init_std",
+                                 "num_labels", "pooling"};
+
+std::string k_str(const std::vector<int>& k) {
+  std::string s = "[";
+  for (size_t i = 0; i < k.size(); ++i) s += (i ? ", " : "") + std::to_string(k[i]);
+  return s + "]";
+}
+
+// A float as the JSON number with the fewest digits that reads back as the same float
+// ("dropout": 0.1 rather than 0.10000000149011612). Falls back to the exact value if the
+// shortest decimal would not survive the trip through double.
+json float_json(float f) {
+  if (!std::isfinite(f)) return json(static_cast<double>(f));  // dumps as null; validate() rejects it anyway
+  const std::string s = fmt::format("{}", f);
+  const double d = std::strtod(s.c_str(), nullptr);
+  return json(static_cast<float>(d) == f ? d : static_cast<double>(f));
+}
+
+}  // namespace
+
 void ModelConfig::validate() const {
   auto positive = [](const char* field, long v) {
     if (v <= 0) throw ConfigError(fmt::format("config: {} ({}) must be positive", field, v));
@@ -37,36 +67,50 @@ void ModelConfig::validate() const {
   positive("n_layers", n_layers);
   if (d_model % n_heads != 0)
     throw ConfigError(fmt::format("config: d_model ({}) is not divisible by n_heads ({})", d_model, n_heads));
+  // k has one value or one per layer whatever the attention (k_of relies on it).
+  if (k.size() != 1 && k.size() != static_cast<size_t>(n_layers))
+    throw ConfigError(fmt::format("config: k has {} values {}; give one value or one per layer (n_layers = {})",
+                                  k.size(), k_str(k), n_layers));
   if (attention == AttentionKind::Linformer) {
-    if (k.size() != 1 && k.size() != (size_t)n_layers)
-      throw ConfigError(fmt::format("config: k has {} values; give one value or one per layer (n_layers = {})",
-                                    k.size(), n_layers));
     for (size_t i = 0; i < k.size(); ++i)
       if (k[i] < 1 || k[i] > max_len)
-        throw ConfigError(fmt::format("config: k[{}] = {} must be in [1, max_len = {}]", i, k[i], max_len));
+        throw ConfigError(fmt::format("config: k[{}] ({}) must be in [1, max_len = {}]", i, k[i], max_len));
     if (sharing == Sharing::Layerwise)
       for (int v : k)
         if (v != k[0])
-          throw ConfigError("config: sharing 'layerwise' uses one projection for all layers, so k must be the same "
-                            "for every layer");
+          throw ConfigError(fmt::format("config: k {} differs between layers, but sharing 'layerwise' uses one "
+                                        "projection for all layers, so k must be the same for every layer",
+                                        k_str(k)));
   }
   if (!(dropout >= 0.0f && dropout < 1.0f))
     throw ConfigError(fmt::format("config: dropout ({}) must be in [0, 1)", dropout));
   if (!(attention_dropout >= 0.0f && attention_dropout < 1.0f))
     throw ConfigError(fmt::format("config: attention_dropout ({}) must be in [0, 1)", attention_dropout));
-  if (!(layer_norm_eps > 0.0f)) throw ConfigError(fmt::format("config: layer_norm_eps ({}) must be > 0", layer_norm_eps));
-  if (!(init_std > 0.0f)) throw ConfigError(fmt::format("config: init_std ({}) must be > 0", init_std));
+  if (!(layer_norm_eps > 0.0f && std::isfinite(layer_norm_eps)))
+    throw ConfigError(fmt::format("config: layer_norm_eps ({}) must be a finite number > 0", layer_norm_eps));
+  if (!(init_std > 0.0f && std::isfinite(init_std)))
+    throw ConfigError(fmt::format("config: init_std ({}) must be a finite number > 0", init_std));
   if (num_labels < 0) throw ConfigError(fmt::format("config: num_labels ({}) must be >= 0", num_labels));
 }
 
 json ModelConfig::to_json() const {
   json kj = k.size() == 1 ? json(k[0]) : json(k);
-  return json{{"vocab_size", vocab_size}, {"max_len", max_len}, {"d_model", d_model},
-              {"n_heads", n_heads}, {"d_ff", d_ff}, {"n_layers", n_layers},
-              {"attention", to_string(attention)}, {"k", kj}, {"sharing", to_string(sharing)},
-              {"proj_order", to_string(proj_order)}, {"dropout", dropout},
-              {"attention_dropout", attention_dropout}, {"layer_norm_eps", layer_norm_eps},
-              {"init_std", init_std}, {"num_labels", num_labels}, {"pooling", to_string(pooling)}};
+  return json{{"vocab_size", vocab_size},
+              {"max_len", max_len},
+              {"d_model", d_model},
+              {"n_heads", n_heads},
+              {"d_ff", d_ff},
+              {"n_layers", n_layers},
+              {"attention", to_string(attention)},
+              {"k", kj},
+              {"sharing", to_string(sharing)},
+              {"proj_order", to_string(proj_order)},
+              {"dropout", float_json(dropout)},
+              {"attention_dropout", float_json(attention_dropout)},
+              {"layer_norm_eps", float_json(layer_norm_eps)},
+              {"init_std", float_json(init_std)},
+              {"num_labels", num_labels},
+              {"pooling", to_string(pooling)}};
 }
 
 namespace {
@@ -74,36 +118,44 @@ namespace {
 template <class E>
 E parse_enum(const json& j, const char* field, std::initializer_list<std::pair<const char*, E>> options) {
   std::string allowed;
-  for (auto& [name, v] : options) allowed += fmt::format("{}'{}'", allowed.empty() ? "" : ", ", name);
+  for (auto& [name, v] : options) allowed += fmt::format("{}\"{}\"", allowed.empty() ? "" : ", ", name);
   if (!j.is_string())
     throw ConfigError(fmt::format("config: {} must be a string, one of {} (got {})", field, allowed, j.dump()));
   const std::string s = j.get<std::string>();
   for (auto& [name, v] : options)
     if (s == name) return v;
-  throw ConfigError(fmt::format("config: {} '{}' is unknown; allowed: {}", field, s, allowed));
+  throw ConfigError(fmt::format("config: {} \"{}\" is unknown; allowed values: {}", field, s, allowed));
 }
 
-int get_int(const json& j, const char* field) {
+int get_int(const json& j, const std::string& field) {
   if (!j.is_number_integer())
     throw ConfigError(fmt::format("config: {} must be an integer (got {})", field, j.dump()));
-  const auto v = j.get<int64_t>();
-  if (v < INT32_MIN || v > INT32_MAX) throw ConfigError(fmt::format("config: {} ({}) is out of range", field, v));
-  return (int)v;
+  if (j.is_number_unsigned() ? j.get<uint64_t>() > static_cast<uint64_t>(INT32_MAX)
+                             : (j.get<int64_t>() < INT32_MIN || j.get<int64_t>() > INT32_MAX))
+    throw ConfigError(fmt::format("config: {} ({}) is out of range for a 32-bit integer", field, j.dump()));
+  return static_cast<int>(j.get<int64_t>());
 }
 
 float get_float(const json& j, const char* field) {
   if (!j.is_number()) throw ConfigError(fmt::format("config: {} must be a number (got {})", field, j.dump()));
-  return j.get<float>();
+  return static_cast<float>(j.get<double>());
 }
 
 }  // namespace
 
 ModelConfig ModelConfig::from_json(const json& j) {
-  if (!j.is_object()) throw ConfigError("config: expected a JSON object");
+  if (!j.is_object())
+    throw ConfigError(fmt::format("config: expected a JSON object, got {} ({})", j.type_name(), j.dump()));
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    bool known = false;
+    for (const char* key : kKeys) known = known || it.key() == key;
+    if (!known) {
+      std::string allowed;
+      for (const char* key : kKeys) allowed += fmt::format("{}{}", allowed.empty() ? "" : ", ", key);
+      throw ConfigError(fmt::format("config: unknown key \"{}\" (known keys: {})", it.key(), allowed));
+    }
+  }
   ModelConfig c;
-  const json known = c.to_json();
-  for (auto it = j.begin(); it != j.end(); ++it)
-    if (!known.contains(it.key())) throw ConfigError(fmt::format("config: unknown key '{}'", it.key()));
   auto has = [&](const char* key) { return j.contains(key); };
   if (has("vocab_size")) c.vocab_size = get_int(j["vocab_size"], "vocab_size");
   if (has("max_len")) c.max_len = get_int(j["max_len"], "max_len");
@@ -118,10 +170,12 @@ ModelConfig ModelConfig::from_json(const json& j) {
     const json& kj = j["k"];
     c.k.clear();
     if (kj.is_array()) {
-      if (kj.empty()) throw ConfigError("config: k is an empty list");
-      for (size_t i = 0; i < kj.size(); ++i) c.k.push_back(get_int(kj[i], "k"));
-    } else {
+      if (kj.empty()) throw ConfigError("config: k is an empty list; give one value or one per layer");
+      for (size_t i = 0; i < kj.size(); ++i) c.k.push_back(get_int(kj[i], fmt::format("k[{}]", i)));
+    } else if (kj.is_number_integer()) {
       c.k.push_back(get_int(kj, "k"));
+    } else {
+      throw ConfigError(fmt::format("config: k must be an integer or a list of integers (got {})", kj.dump()));
     }
   }
   if (has("sharing"))
@@ -143,14 +197,19 @@ ModelConfig ModelConfig::from_json(const json& j) {
 }
 
 ModelConfig ModelConfig::from_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    throw IoError(fmt::format("{}: cannot read config file: it is a directory", path));
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(fmt::format("{}: cannot open config file", path));
+  if (!in) throw IoError(fmt::format("{}: cannot open config file: {}", path, std::strerror(errno)));
   std::stringstream ss;
   ss << in.rdbuf();
+  if (in.bad()) throw IoError(fmt::format("{}: cannot read config file", path));
   json j;
   try {
     j = json::parse(ss.str());
   } catch (const json::parse_error& e) {
+    // e.what() gives nlohmann's position: "parse error at line 3, column 5: ..."
     throw ConfigError(fmt::format("{}: invalid JSON: {}", path, e.what()));
   }
   try {

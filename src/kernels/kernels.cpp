@@ -158,14 +158,14 @@ static constexpr float kInvSqrt2Pi = 0.39894228040143268f;
 
 void gelu_forward(float* out, const float* x, size_t N) {
 #pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < N; ++i) out[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * kInvSqrt2));
+  for (size_t i = 0; i < N; ++i) out[i] = 0.5f * x[i] * std::erfc(-x[i] * kInvSqrt2);  // erfc: accurate for x << 0
 }
 
 void gelu_backward(float* dx, const float* x, const float* dout, size_t N) {
 #pragma omp parallel for schedule(static)
   for (size_t i = 0; i < N; ++i) {
     float v = x[i];
-    float cdf = 0.5f * (1.0f + std::erf(v * kInvSqrt2));
+    float cdf = 0.5f * std::erfc(-v * kInvSqrt2);
     float pdf = kInvSqrt2Pi * std::exp(-0.5f * v * v);
     dx[i] = dout[i] * (cdf + v * pdf);
   }

@@ -73,6 +73,8 @@ struct Model::Impl {
   // Loss
   LossKind loss_kind = LossKind::None;
   std::vector<int32_t> labels;
+  std::vector<int> rows;                   // MLM: the labelled positions, in order
+  std::vector<float> gathered, dgathered;  // MLM: hidden states of those rows [R, d] and their gradient
   std::vector<float> losses;
   int count = 0;
   // Gradient workspace
@@ -270,35 +272,54 @@ const float* Model::hidden() const { return impl_->hidden(); }
 const float* Model::mlm_logits() const { return impl_->logits.data(); }
 const float* Model::cls_logits() const { return impl_->cls_logits.data(); }
 
-const float* Model::forward_mlm_logits(const Batch& batch) {
+// The MLM head on R rows of x (the gathered rows when training, all rows for logits):
+// z = LN(GELU(x Wd^T + bd)); logits = z tok^T + bias.
+void Model::mlm_head_forward(const float* x, int R) {
   Impl& m = *impl_;
-  const float* x = encode(batch);
-  const int d = cfg_.d_model, V = cfg_.vocab_size, T = batch.B * batch.n;
-  const size_t Td = (size_t)T * d;
+  const int d = cfg_.d_model, V = cfg_.vocab_size;
+  const size_t Rd = (size_t)R * d;
   ParamTable& pt = params_;
-  linear_forward(grow(m.mlm_h, Td), x, pt.data(m.mlm_dense_w), pt.data(m.mlm_dense_b), T, d, d);
-  gelu_forward(grow(m.mlm_act, Td), m.mlm_h.data(), Td);
-  layernorm_forward(grow(m.mlm_z, Td), grow(m.mlm_mean, T), grow(m.mlm_rstd, T), m.mlm_act.data(),
-                    pt.data(m.mlm_ln_w), pt.data(m.mlm_ln_b), T, d, cfg_.layer_norm_eps);
-  // Decoder tied to the token embedding: logits = z tok^T + bias.
-  linear_forward(grow(m.logits, (size_t)T * V), m.mlm_z.data(), pt.data(m.tok), pt.data(m.mlm_bias), T, d, V);
-  return m.logits.data();
+  linear_forward(grow(m.mlm_h, Rd), x, pt.data(m.mlm_dense_w), pt.data(m.mlm_dense_b), R, d, d);
+  gelu_forward(grow(m.mlm_act, Rd), m.mlm_h.data(), Rd);
+  layernorm_forward(grow(m.mlm_z, Rd), grow(m.mlm_mean, R), grow(m.mlm_rstd, R), m.mlm_act.data(),
+                    pt.data(m.mlm_ln_w), pt.data(m.mlm_ln_b), R, d, cfg_.layer_norm_eps);
+  // Decoder tied to the token embedding.
+  linear_forward(grow(m.logits, (size_t)R * V), m.mlm_z.data(), pt.data(m.tok), pt.data(m.mlm_bias), R, d, V);
+}
+
+const float* Model::forward_mlm_logits(const Batch& batch) {
+  const float* x = encode(batch);
+  mlm_head_forward(x, batch.B * batch.n);
+  return impl_->logits.data();
 }
 
 float Model::forward_mlm(const Batch& batch, const std::vector<int32_t>& labels) {
   Impl& m = *impl_;
-  const int T = batch.B * batch.n, V = cfg_.vocab_size;
+  const int T = batch.B * batch.n, V = cfg_.vocab_size, d = cfg_.d_model;
   if (labels.size() != (size_t)T)
     throw InputError(fmt::format("mlm labels: expected {} values (B*n), got {}", T, labels.size()));
   for (int t = 0; t < T; ++t)
     if (labels[t] != kIgnoreIndex && (labels[t] < 0 || labels[t] >= V))
       throw InputError(fmt::format("mlm labels: value {} at {} is outside [0, {})", labels[t], t, V));
-  forward_mlm_logits(batch);
-  m.labels = labels;
-  m.count = cross_entropy_forward(grow(m.losses, T), m.logits.data(), m.labels.data(), T, V, kIgnoreIndex);
+  const float* x = encode(batch);
+  // Only labelled positions enter the loss, so the head (dominated by the d x vocab decoder)
+  // runs on those rows alone: about 15% of the tokens in pretraining.
+  m.rows.clear();
+  m.labels.clear();
+  for (int t = 0; t < T; ++t)
+    if (labels[t] != kIgnoreIndex) {
+      m.rows.push_back(t);
+      m.labels.push_back(labels[t]);
+    }
+  const int R = (int)m.rows.size();
+  float* xg = grow(m.gathered, (size_t)std::max(R, 1) * d);
+  for (int r = 0; r < R; ++r) std::memcpy(xg + (size_t)r * d, x + (size_t)m.rows[r] * d, d * sizeof(float));
+  mlm_head_forward(xg, R);
+  m.count = cross_entropy_forward(grow(m.losses, std::max(R, 1)), m.logits.data(), m.labels.data(), R, V,
+                                  kIgnoreIndex);
   m.loss_kind = LossKind::Mlm;
   double sum = 0.0;
-  for (int t = 0; t < T; ++t) sum += m.losses[t];
+  for (int r = 0; r < R; ++r) sum += m.losses[r];
   return m.count > 0 ? (float)(sum / m.count) : 0.0f;
 }
 
@@ -369,16 +390,23 @@ void Model::backward() {
   float* dx = grow(m.dx, Td);  // gradient w.r.t. the current layer's output
 
   if (m.loss_kind == LossKind::Mlm) {
-    float* dlogits = grow(m.dlogits, (size_t)T * V);
-    cross_entropy_backward(dlogits, m.logits.data(), m.labels.data(), T, V, kIgnoreIndex,
+    const int R = (int)m.rows.size();
+    const size_t Rd = (size_t)R * d;
+    float* dlogits = grow(m.dlogits, (size_t)std::max(R, 1) * V);
+    cross_entropy_backward(dlogits, m.logits.data(), m.labels.data(), R, V, kIgnoreIndex,
                            m.count > 0 ? 1.0f / m.count : 0.0f);
-    float* dz = grow(m.dz, Td);
-    linear_backward(dz, pt.grad(m.tok), pt.grad(m.mlm_bias), dlogits, m.mlm_z.data(), pt.data(m.tok), T, d, V);
-    float* dh = grow(m.dh, Td);
+    float* dz = grow(m.dz, std::max(Rd, (size_t)1));
+    linear_backward(dz, pt.grad(m.tok), pt.grad(m.mlm_bias), dlogits, m.mlm_z.data(), pt.data(m.tok), R, d, V);
+    float* dh = grow(m.dh, std::max(Rd, (size_t)1));
     layernorm_backward(dh, pt.grad(m.mlm_ln_w), pt.grad(m.mlm_ln_b), dz, m.mlm_act.data(), m.mlm_mean.data(),
-                       m.mlm_rstd.data(), pt.data(m.mlm_ln_w), T, d);
-    gelu_backward(dh, m.mlm_h.data(), dh, Td);
-    linear_backward(dx, pt.grad(m.mlm_dense_w), pt.grad(m.mlm_dense_b), dh, xL, pt.data(m.mlm_dense_w), T, d, d);
+                       m.mlm_rstd.data(), pt.data(m.mlm_ln_w), R, d);
+    gelu_backward(dh, m.mlm_h.data(), dh, Rd);
+    float* dxg = grow(m.dgathered, std::max(Rd, (size_t)1));
+    linear_backward(dxg, pt.grad(m.mlm_dense_w), pt.grad(m.mlm_dense_b), dh, m.gathered.data(),
+                    pt.data(m.mlm_dense_w), R, d, d);
+    // Scatter back: unlabelled positions get no gradient from the head.
+    std::fill(dx, dx + Td, 0.0f);
+    for (int r = 0; r < R; ++r) std::memcpy(dx + (size_t)m.rows[r] * d, dxg + (size_t)r * d, d * sizeof(float));
   } else {
     const int C = cfg_.num_labels;
     float* dlogits = grow(m.dlogits, (size_t)B * C);

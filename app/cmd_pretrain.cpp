@@ -1,0 +1,164 @@
+// linformer pretrain / fill-mask / eval-mlm: masked-language-model pretraining and using the result.
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <numeric>
+
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+
+#include "commands.hpp"
+#include "pretrain_commands.hpp"
+#include "linformer/error.hpp"
+#include "linformer/model.hpp"
+#include "linformer/tokenizer.hpp"
+#include "linformer/trainer.hpp"
+
+namespace fs = std::filesystem;
+
+namespace linformer::app {
+
+CLI::App* add_pretrain_command(CLI::App& app, PretrainOptions& o) {
+  CLI::App* cmd = app.add_subcommand(
+      "pretrain", "Pretrain a masked language model on token files (RoBERTa recipe; resumable)");
+  cmd->add_option("--config", o.config, "Model config (JSON, docs/model.md); not needed with --resume")
+      ->type_name("FILE");
+  cmd->add_option("--train", o.train.train_tokens, "Training token file (linformer tokenizer encode)")->type_name("FILE");
+  cmd->add_option("--valid", o.train.valid_tokens, "Validation token file")->type_name("FILE");
+  cmd->add_option("--tokenizer", o.train.tokenizer, "Tokenizer model, copied into the output folder for fill-mask")
+      ->type_name("FILE");
+  cmd->add_option("--out", o.out, "Output folder (checkpoints, metrics.jsonl)")->type_name("DIR");
+  cmd->add_option("--resume", o.resume, "Continue the run in this folder from its latest checkpoint")->type_name("DIR");
+  cmd->add_option("--steps", o.train.steps, "Optimizer updates in total")
+      ->capture_default_str()
+      ->each([&o](const std::string&) { o.steps_given = true; });
+  cmd->add_option("--batch-size", o.train.batch_size, "Sequences per micro-batch")->capture_default_str();
+  cmd->add_option("--accum", o.train.accum, "Micro-batches per update (gradient accumulation)")->capture_default_str();
+  cmd->add_option("--seq-len", o.train.seq_len, "Sequence length (0: the model's max_len)")->capture_default_str();
+  cmd->add_option("--lr", o.train.lr, "Peak learning rate")->capture_default_str();
+  cmd->add_option("--warmup", o.train.warmup, "Linear warm-up steps")->capture_default_str();
+  cmd->add_option("--end-lr", o.train.end_lr, "Learning rate at the last step")->capture_default_str();
+  cmd->add_option("--power", o.train.power, "Decay exponent (1: linear, else polynomial)")->capture_default_str();
+  cmd->add_option("--beta1", o.train.beta1, "AdamW beta1")->capture_default_str();
+  cmd->add_option("--beta2", o.train.beta2, "AdamW beta2")->capture_default_str();
+  cmd->add_option("--eps", o.train.eps, "AdamW epsilon")->capture_default_str();
+  cmd->add_option("--weight-decay", o.train.weight_decay, "Decoupled weight decay (not on biases, norms, embeddings)")
+      ->capture_default_str();
+  cmd->add_option("--clip", o.train.clip, "Global gradient-norm clipping (0: off)")->capture_default_str();
+  cmd->add_option("--eval-every", o.train.eval_every, "Validate every N steps")->capture_default_str();
+  cmd->add_option("--eval-batches", o.train.eval_batches, "Validation batches (0: the whole set)")
+      ->capture_default_str();
+  cmd->add_option("--save-every", o.train.save_every, "Checkpoint every N steps")->capture_default_str();
+  cmd->add_option("--log-every", o.train.log_every, "Append train metrics every N steps")->capture_default_str();
+  cmd->add_option("--keep", o.train.keep_checkpoints, "Checkpoints kept")->capture_default_str();
+  cmd->add_option("--seed", o.train.seed, "Seed (initialisation, data order, masks, dropout)")->capture_default_str();
+  return cmd;
+}
+
+void run_pretrain(PretrainOptions& o, int threads) {
+  const int nthreads = apply_threads(threads);
+  TrainSummary s;
+  if (!o.resume.empty()) {
+    if (!o.config.empty() || !o.out.empty())
+      throw ConfigError("pretrain: --resume continues a run with its own config; do not pass --config or --out");
+    fmt::print("pretrain: resuming {} ({} threads)\n", o.resume, nthreads);
+    s = resume_pretraining(o.resume, o.steps_given ? o.train.steps : 0);
+    o.out = o.resume;
+  } else {
+    if (o.config.empty() || o.train.train_tokens.empty() || o.train.valid_tokens.empty() || o.out.empty())
+      throw ConfigError("pretrain: --config, --train, --valid and --out are required (or --resume DIR)");
+    const ModelConfig cfg = ModelConfig::from_file(o.config);
+    fmt::print("pretrain: {} attention, {} layers, d_model {}, {} steps of {}x{} sequences, {} threads -> {}\n",
+               to_string(cfg.attention), cfg.n_layers, cfg.d_model, o.train.steps, o.train.batch_size,
+               o.train.accum, nthreads, o.out);
+    s = pretrain(cfg, o.train, o.out);
+  }
+  fmt::print("pretrain: {} steps in {:.1f} s, {:.0f} tokens/s\n", s.steps_done, s.seconds, s.tokens_per_second);
+  if (!std::isnan(s.initial_valid_loss))
+    fmt::print("pretrain: validation perplexity {:.2f} before, {:.2f} after\n", std::exp(s.initial_valid_loss),
+               std::exp(s.final_valid_loss));
+  else
+    fmt::print("pretrain: validation perplexity {:.2f}\n", std::exp(s.final_valid_loss));
+  fmt::print("pretrain: model in {}\n", s.checkpoint);
+}
+
+CLI::App* add_fill_mask_command(CLI::App& app, FillMaskOptions& o) {
+  CLI::App* cmd = app.add_subcommand("fill-mask", "Predict the tokens behind <mask> in a text");
+  cmd->add_option("--model", o.model, "Run folder (its latest checkpoint) or model file")->required()->type_name("PATH");
+  cmd->add_option("--tokenizer", o.tokenizer, "Tokenizer model (default: tokenizer.model in the run folder)")
+      ->type_name("FILE");
+  cmd->add_option("--text", o.text, "Text with one or more <mask>")->required();
+  cmd->add_option("--top-k", o.top_k, "Candidates printed per mask")->capture_default_str()->check(CLI::PositiveNumber);
+  return cmd;
+}
+
+void run_fill_mask(const FillMaskOptions& o, int threads) {
+  apply_threads(threads);
+  std::string tok_path = o.tokenizer;
+  if (tok_path.empty()) {
+    tok_path = (fs::path(o.model) / "tokenizer.model").string();
+    if (!fs::is_directory(o.model) || !fs::exists(tok_path))
+      throw ConfigError(fmt::format("fill-mask: no tokenizer.model in {}; pass --tokenizer", o.model));
+  }
+  Tokenizer tok(tok_path);
+  auto model = load_trained_model(o.model);
+  model->eval();
+  // Split the text at each <mask>, encode the pieces, and join them with the mask id.
+  std::vector<int32_t> ids{kBosId};
+  std::vector<size_t> mask_pos;
+  const std::string marker = "<mask>";
+  size_t start = 0;
+  while (true) {
+    size_t at = o.text.find(marker, start);
+    std::string piece = o.text.substr(start, at == std::string::npos ? std::string::npos : at - start);
+    auto enc = tok.encode(piece);
+    ids.insert(ids.end(), enc.begin(), enc.end());
+    if (at == std::string::npos) break;
+    mask_pos.push_back(ids.size());
+    ids.push_back(kMaskId);
+    start = at + marker.size();
+  }
+  ids.push_back(kEosId);
+  if (mask_pos.empty()) throw InputError("fill-mask: the text has no <mask>");
+  if ((int)ids.size() > model->config().max_len)
+    throw InputError(fmt::format("fill-mask: the text is {} tokens, the model takes at most {}", ids.size(),
+                                 model->config().max_len));
+  Batch b = Batch::from_sequences({ids});
+  const float* logits = model->forward_mlm_logits(b);
+  const int V = model->config().vocab_size;
+  fmt::print("{}\n", o.text);
+  for (size_t m = 0; m < mask_pos.size(); ++m) {
+    const float* l = logits + mask_pos[m] * V;
+    const float mx = *std::max_element(l, l + V);
+    double z = 0;
+    for (int v = 0; v < V; ++v) z += std::exp(l[v] - mx);
+    std::vector<int> idx(V);
+    std::iota(idx.begin(), idx.end(), 0);
+    const int k = std::min(o.top_k, V);
+    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int a, int c) { return l[a] > l[c]; });
+    fmt::print("<mask> #{}:\n", m + 1);
+    for (int i = 0; i < k; ++i)
+      fmt::print("  {:>6.2f}%  {}\n", 100.0 * std::exp(l[idx[i]] - mx) / z, tok.piece(idx[i]));
+  }
+}
+
+CLI::App* add_eval_mlm_command(CLI::App& app, EvalMlmOptions& o) {
+  CLI::App* cmd = app.add_subcommand("eval-mlm", "Masked-LM loss and perplexity of a model on a token file");
+  cmd->add_option("--model", o.model, "Run folder (its latest checkpoint) or model file")->required()->type_name("PATH");
+  cmd->add_option("--data", o.data, "Token file")->required()->type_name("FILE");
+  cmd->add_option("--seq-len", o.seq_len, "Sequence length (0: the model's max_len)")->capture_default_str();
+  cmd->add_option("--batch-size", o.batch_size, "Sequences per batch")->capture_default_str();
+  cmd->add_option("--max-batches", o.max_batches, "Evaluate at most this many batches (0: all)")->capture_default_str();
+  cmd->add_option("--seed", o.seed, "Seed of the (fixed) masks")->capture_default_str();
+  return cmd;
+}
+
+void run_eval_mlm(const EvalMlmOptions& o, int threads) {
+  apply_threads(threads);
+  auto model = load_trained_model(o.model);
+  const int n = o.seq_len > 0 ? o.seq_len : model->config().max_len;
+  const double loss = evaluate_mlm(*model, o.data, n, o.batch_size, o.max_batches, o.seed);
+  fmt::print("eval-mlm: loss {:.4f}, perplexity {:.3f}\n", loss, std::exp(loss));
+}
+
+}  // namespace linformer::app

@@ -1,0 +1,470 @@
+// The pretraining loop. See trainer.hpp for the output folder layout and guarantees.
+#include "linformer/trainer.hpp"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <omp.h>
+
+#include "linformer/checkpoint.hpp"
+#include "linformer/data.hpp"
+#include "linformer/error.hpp"
+#include "linformer/model.hpp"
+#include "train/progress.hpp"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace linformer {
+
+// ---------------------------------------------------------------- options
+
+json TrainOptions::to_json() const {
+  return json{{"train_tokens", train_tokens}, {"valid_tokens", valid_tokens}, {"tokenizer", tokenizer},
+              {"steps", steps}, {"batch_size", batch_size}, {"accum", accum}, {"seq_len", seq_len},
+              {"lr", lr}, {"warmup", warmup}, {"end_lr", end_lr}, {"power", power}, {"beta1", beta1},
+              {"beta2", beta2}, {"eps", eps}, {"weight_decay", weight_decay}, {"clip", clip},
+              {"eval_every", eval_every}, {"eval_batches", eval_batches}, {"save_every", save_every},
+              {"log_every", log_every}, {"keep_checkpoints", keep_checkpoints}, {"seed", seed}};
+}
+
+TrainOptions TrainOptions::from_json(const json& j) {
+  TrainOptions o;
+  const json d = o.to_json();
+  for (auto it = j.begin(); it != j.end(); ++it)
+    if (!d.contains(it.key())) throw ConfigError(fmt::format("train options: unknown key '{}'", it.key()));
+  auto get = [&](const char* key, auto& field) {
+    if (!j.contains(key)) return;
+    try {
+      j.at(key).get_to(field);
+    } catch (const json::exception&) {
+      throw ConfigError(fmt::format("train options: '{}' has the wrong type ({})", key, j.at(key).dump()));
+    }
+  };
+  get("train_tokens", o.train_tokens);
+  get("valid_tokens", o.valid_tokens);
+  get("tokenizer", o.tokenizer);
+  get("steps", o.steps);
+  get("batch_size", o.batch_size);
+  get("accum", o.accum);
+  get("seq_len", o.seq_len);
+  get("lr", o.lr);
+  get("warmup", o.warmup);
+  get("end_lr", o.end_lr);
+  get("power", o.power);
+  get("beta1", o.beta1);
+  get("beta2", o.beta2);
+  get("eps", o.eps);
+  get("weight_decay", o.weight_decay);
+  get("clip", o.clip);
+  get("eval_every", o.eval_every);
+  get("eval_batches", o.eval_batches);
+  get("save_every", o.save_every);
+  get("log_every", o.log_every);
+  get("keep_checkpoints", o.keep_checkpoints);
+  get("seed", o.seed);
+  o.validate();
+  return o;
+}
+
+void TrainOptions::validate() const {
+  auto bad = [](const char* field, auto value, const char* why) {
+    throw ConfigError(fmt::format("train options: {} = {} {}", field, value, why));
+  };
+  if (steps < 1) bad("steps", steps, "must be at least 1");
+  if (batch_size < 1) bad("batch_size", batch_size, "must be at least 1");
+  if (accum < 1) bad("accum", accum, "must be at least 1");
+  if (seq_len < 0 || seq_len == 1 || seq_len == 2) bad("seq_len", seq_len, "must be 0 (max_len) or at least 3");
+  if (!(lr > 0)) bad("lr", lr, "must be positive");
+  if (warmup < 0) bad("warmup", warmup, "must be >= 0");
+  if (!(beta1 >= 0 && beta1 < 1)) bad("beta1", beta1, "must be in [0, 1)");
+  if (!(beta2 >= 0 && beta2 < 1)) bad("beta2", beta2, "must be in [0, 1)");
+  if (!(eps > 0)) bad("eps", eps, "must be positive");
+  if (!(weight_decay >= 0)) bad("weight_decay", weight_decay, "must be >= 0");
+  if (!(clip >= 0)) bad("clip", clip, "must be >= 0 (0 disables clipping)");
+  if (eval_every < 1) bad("eval_every", eval_every, "must be at least 1");
+  if (save_every < 1) bad("save_every", save_every, "must be at least 1");
+  if (log_every < 1) bad("log_every", log_every, "must be at least 1");
+  if (keep_checkpoints < 1) bad("keep_checkpoints", keep_checkpoints, "must be at least 1");
+  if (eval_batches < 0) bad("eval_batches", eval_batches, "must be >= 0");
+}
+
+// ---------------------------------------------------------------- files
+
+namespace {
+
+void write_text_atomic(const fs::path& path, const std::string& text) {
+  fs::path tmp = path;
+  tmp += fmt::format(".tmp.{}", getpid());
+  {
+    FILE* f = std::fopen(tmp.c_str(), "wb");
+    if (!f) throw IoError(fmt::format("{}: cannot write", tmp.string()));
+    bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+    ok = std::fflush(f) == 0 && ok;
+    ok = fsync(fileno(f)) == 0 && ok;
+    ok = std::fclose(f) == 0 && ok;
+    if (!ok) {
+      fs::remove(tmp);
+      throw IoError(fmt::format("{}: write failed (disk full?)", tmp.string()));
+    }
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) {
+    fs::remove(tmp);
+    throw IoError(fmt::format("{}: cannot rename into place: {}", path.string(), ec.message()));
+  }
+}
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw IoError(fmt::format("{}: cannot read", path.string()));
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+json read_json(const fs::path& path) {
+  try {
+    return json::parse(read_text(path));
+  } catch (const json::parse_error& e) {
+    throw IoError(fmt::format("{}: invalid JSON: {}", path.string(), e.what()));
+  }
+}
+
+void fsync_dir(const fs::path& dir) {
+  FILE* f = std::fopen(dir.c_str(), "r");
+  if (f) {
+    fsync(fileno(f));
+    std::fclose(f);
+  }
+}
+
+NamedTensor f32_tensor(std::string name, const std::vector<float>& v) {
+  NamedTensor t;
+  t.name = std::move(name);
+  t.dtype = "F32";
+  t.shape = {(int64_t)v.size()};
+  t.bytes.resize(v.size() * sizeof(float));
+  std::memcpy(t.bytes.data(), v.data(), t.bytes.size());
+  return t;
+}
+
+void read_f32(const SafetensorsFile& f, const std::string& name, std::vector<float>& out, const std::string& path) {
+  const NamedTensor* t = f.find(name);
+  if (!t || t->dtype != "F32" || t->bytes.size() != out.size() * sizeof(float))
+    throw IoError(fmt::format("{}: tensor '{}' missing or of the wrong size", path, name));
+  std::memcpy(out.data(), t->bytes.data(), t->bytes.size());
+}
+
+// Everything a run needs between steps; saved and restored as a whole.
+struct RunState {
+  int64_t step = 0;
+  MlmBatcher::State data;
+  uint64_t dropout_counter = 0;
+};
+
+void save_checkpoint(const fs::path& dir, const Model& model, const AdamW& opt, const RunState& st, int keep) {
+  const std::string name = fmt::format("ckpt-{:08d}", st.step);
+  const fs::path final_dir = dir / name;
+  const fs::path tmp_dir = dir / (name + ".tmp");
+  fs::remove_all(tmp_dir);
+  fs::create_directories(tmp_dir);
+  save_model(model, (tmp_dir / "model.safetensors").string());
+  write_safetensors((tmp_dir / "optimizer.safetensors").string(),
+                    {f32_tensor("adamw.m", opt.m()), f32_tensor("adamw.v", opt.v())},
+                    {{"adamw.steps", std::to_string(opt.steps())}});
+  json s{{"step", st.step}, {"data_epoch", st.data.epoch}, {"data_cursor", st.data.cursor},
+         {"dropout_counter", st.dropout_counter}};
+  write_text_atomic(tmp_dir / "state.json", s.dump(2) + "\n");
+  fsync_dir(tmp_dir);
+  fs::remove_all(final_dir);
+  fs::rename(tmp_dir, final_dir);
+  fsync_dir(dir);
+  write_text_atomic(dir / "latest", name + "\n");
+  fsync_dir(dir);
+  // Drop older checkpoints beyond `keep` (never the one `latest` names).
+  std::vector<fs::path> old;
+  for (auto& e : fs::directory_iterator(dir)) {
+    const std::string n = e.path().filename().string();
+    if (e.is_directory() && std::regex_match(n, std::regex("ckpt-[0-9]{8}")) && n != name) old.push_back(e.path());
+  }
+  std::sort(old.begin(), old.end());
+  while ((int)old.size() > keep - 1) {
+    fs::remove_all(old.front());
+    old.erase(old.begin());
+  }
+}
+
+RunState load_checkpoint(const fs::path& ckpt, Model& model, AdamW& opt) {
+  load_weights(model, (ckpt / "model.safetensors").string());
+  const std::string opath = (ckpt / "optimizer.safetensors").string();
+  SafetensorsFile f = read_safetensors(opath);
+  read_f32(f, "adamw.m", opt.m(), opath);
+  read_f32(f, "adamw.v", opt.v(), opath);
+  auto it = f.metadata.find("adamw.steps");
+  if (it == f.metadata.end()) throw IoError(opath + ": metadata adamw.steps missing");
+  opt.set_steps(std::stoll(it->second));
+  json s = read_json(ckpt / "state.json");
+  RunState st;
+  try {
+    st.step = s.at("step").get<int64_t>();
+    st.data.epoch = s.at("data_epoch").get<uint64_t>();
+    st.data.cursor = s.at("data_cursor").get<uint64_t>();
+    st.dropout_counter = s.at("dropout_counter").get<uint64_t>();
+  } catch (const json::exception& e) {
+    throw IoError(fmt::format("{}: {}", (ckpt / "state.json").string(), e.what()));
+  }
+  return st;
+}
+
+// SIGINT / SIGTERM: finish the current step, save a checkpoint, exit cleanly.
+std::atomic<bool> g_stop_requested{false};
+extern "C" void on_stop_signal(int) { g_stop_requested = true; }
+
+struct SignalGuard {
+  struct sigaction old_int {}, old_term {};
+  SignalGuard() {
+    g_stop_requested = false;
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+  }
+  ~SignalGuard() {
+    sigaction(SIGINT, &old_int, nullptr);
+    sigaction(SIGTERM, &old_term, nullptr);
+  }
+};
+
+void append_metrics(const fs::path& path, const json& j) {
+  std::ofstream out(path, std::ios::app);
+  out << j.dump() << "\n";
+  out.flush();
+}
+
+// Keeps only the metric lines up to `step` (a resumed run rewrites what follows).
+void truncate_metrics(const fs::path& path, int64_t step) {
+  if (!fs::exists(path)) return;
+  std::ifstream in(path);
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    try {
+      if (json::parse(line).value("step", (int64_t)0) <= step) kept += line + "\n";
+    } catch (const json::exception&) {  // a line cut by a crash: drop it
+    }
+  }
+  write_text_atomic(path, kept);
+}
+
+TrainSummary run_loop(Model& model, const TrainOptions& o, const fs::path& dir, RunState st, AdamW& opt) {
+  const ModelConfig& cfg = model.config();
+  const int seq_len = o.seq_len > 0 ? o.seq_len : cfg.max_len;
+  if (seq_len > cfg.max_len)
+    throw ConfigError(fmt::format("train options: seq_len {} exceeds the model's max_len {}", seq_len, cfg.max_len));
+  TokenFile train_file(o.train_tokens);
+  if (train_file.max_id() >= cfg.vocab_size)
+    throw InputError(fmt::format("{}: token id {} is outside the model's vocabulary ({})", o.train_tokens,
+                                 train_file.max_id(), cfg.vocab_size));
+  MlmOptions mo;
+  mo.seq_len = seq_len;
+  mo.batch_size = o.batch_size;
+  mo.vocab_size = cfg.vocab_size;
+  mo.seed = o.seed;
+  MlmBatcher batcher(train_file, mo);
+  batcher.set_state(st.data);
+  model.set_dropout_seed(o.seed ^ 0xd0d0d0d0ULL, st.dropout_counter);
+
+  Schedule sched{o.lr, o.warmup, o.steps, o.end_lr, o.power};
+  const fs::path metrics = dir / "metrics.jsonl";
+  truncate_metrics(metrics, st.step);
+  auto eval = [&]() {
+    return evaluate_mlm(model, o.valid_tokens, seq_len, o.batch_size, o.eval_batches, o.seed + 1);
+  };
+
+  TrainSummary sum;
+  if (st.step == 0) {
+    double vl = eval();
+    append_metrics(metrics, {{"step", 0}, {"valid_loss", vl}, {"valid_ppl", std::exp(vl)}});
+    sum.initial_valid_loss = vl;
+  } else {
+    sum.initial_valid_loss = std::nan("");
+  }
+  Progress progress(o.steps, st.step);
+  SignalGuard signals;
+  Batch batch;
+  std::vector<int32_t> labels;
+  double tokens = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  double last_valid = std::nan("");
+  bool saved_at_end = false;
+  while (st.step < o.steps) {
+    model.train();
+    model.zero_grad();
+    double loss_sum = 0;
+    for (int a = 0; a < o.accum; ++a) {
+      batcher.next(batch, labels);
+      float loss = model.forward_mlm(batch, labels);
+      if (!std::isfinite(loss))
+        throw Error(fmt::format("training stopped: loss is {} at step {}; the last good checkpoint is kept in {}",
+                                loss, st.step + 1, dir.string()));
+      model.backward();
+      loss_sum += loss;
+      for (uint8_t m : batch.mask) tokens += m;
+    }
+    if (o.accum > 1)  // average the accumulated gradients over the micro-batches
+      for (float& g : model.params().all_grad()) g /= (float)o.accum;
+    const float gnorm = clip_grad_norm(model.params(), o.clip);
+    const float lr = sched.lr(st.step);
+    opt.step(lr);
+    ++st.step;
+    st.data = batcher.state();
+    st.dropout_counter = model.dropout_counter();
+    const double loss = loss_sum / o.accum;
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double tps = tokens / std::max(secs, 1e-9);
+    progress.update(st.step, loss, lr, tps);
+    if (st.step % o.log_every == 0 || st.step == o.steps)
+      append_metrics(metrics, {{"step", st.step}, {"train_loss", loss}, {"lr", lr}, {"grad_norm", gnorm},
+                               {"tokens_per_s", tps}, {"elapsed_s", secs}});
+    if (st.step % o.eval_every == 0 || st.step == o.steps) {
+      last_valid = eval();
+      append_metrics(metrics, {{"step", st.step}, {"valid_loss", last_valid}, {"valid_ppl", std::exp(last_valid)}});
+      progress.message(fmt::format("step {}: validation loss {:.4f}, perplexity {:.2f}", st.step, last_valid,
+                                   std::exp(last_valid)));
+    }
+    const bool stop = g_stop_requested.load();
+    if (st.step % o.save_every == 0 || st.step == o.steps || stop) {
+      save_checkpoint(dir, model, opt, st, o.keep_checkpoints);
+      saved_at_end = st.step == o.steps || stop;
+    }
+    if (stop) {
+      progress.message(fmt::format("interrupted: checkpoint saved at step {}; continue with --resume {}", st.step,
+                                   dir.string()));
+      break;
+    }
+  }
+  progress.finish();
+  if (!saved_at_end && st.step == o.steps) save_checkpoint(dir, model, opt, st, o.keep_checkpoints);
+  sum.steps_done = st.step;
+  sum.final_valid_loss = std::isnan(last_valid) ? eval() : last_valid;
+  sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  sum.tokens_per_second = tokens / std::max(sum.seconds, 1e-9);
+  sum.checkpoint = (dir / fmt::format("ckpt-{:08d}", st.step)).string();
+  return sum;
+}
+
+}  // namespace
+
+std::string latest_checkpoint(const std::string& out_dir) {
+  const fs::path p = fs::path(out_dir) / "latest";
+  if (!fs::exists(p)) throw IoError(fmt::format("{}: no checkpoint (file 'latest' is missing)", out_dir));
+  std::string name = read_text(p);
+  while (!name.empty() && std::isspace((unsigned char)name.back())) name.pop_back();
+  if (!std::regex_match(name, std::regex("ckpt-[0-9]{8}")))
+    throw IoError(fmt::format("{}: 'latest' names '{}', not a checkpoint folder", out_dir, name));
+  const fs::path dir = fs::path(out_dir) / name;
+  if (!fs::is_directory(dir)) throw IoError(fmt::format("{}: checkpoint folder {} is missing", out_dir, name));
+  return dir.string();
+}
+
+std::unique_ptr<Model> load_trained_model(const std::string& path) {
+  if (fs::is_directory(path)) {
+    fs::path p = path;
+    if (!fs::exists(p / "model.safetensors")) p = latest_checkpoint(path);
+    return load_model((p / "model.safetensors").string());
+  }
+  return load_model(path);
+}
+
+double evaluate_mlm(Model& model, const std::string& tokens, int seq_len, int batch_size, int max_batches,
+                    uint64_t seed) {
+  TokenFile file(tokens);
+  if (file.max_id() >= model.config().vocab_size)
+    throw InputError(fmt::format("{}: token id {} is outside the model's vocabulary ({})", tokens, file.max_id(),
+                                 model.config().vocab_size));
+  MlmOptions mo;
+  mo.seq_len = seq_len;
+  mo.batch_size = batch_size;
+  mo.vocab_size = model.config().vocab_size;
+  mo.seed = seed;
+  mo.shuffle = false;
+  MlmBatcher batcher(file, mo);
+  size_t nb = batcher.batches_per_epoch();
+  if (max_batches > 0) nb = std::min(nb, (size_t)max_batches);
+  const bool was_training = model.is_training();
+  model.eval();
+  Batch batch;
+  std::vector<int32_t> labels;
+  double total = 0;
+  long count = 0;
+  for (size_t i = 0; i < nb; ++i) {
+    batcher.next(batch, labels);
+    long c = 0;
+    for (int32_t l : labels) c += l != kIgnoreIndex;
+    if (c == 0) continue;
+    total += (double)model.forward_mlm(batch, labels) * c;  // weight by labelled tokens
+    count += c;
+  }
+  model.train(was_training);
+  if (count == 0) throw InputError(fmt::format("{}: no tokens to evaluate", tokens));
+  return total / count;
+}
+
+TrainSummary pretrain(const ModelConfig& cfg, const TrainOptions& opt, const std::string& out_dir) {
+  opt.validate();
+  cfg.validate();
+  const fs::path dir(out_dir);
+  if (fs::exists(dir / "latest"))
+    throw IoError(fmt::format("{}: already holds a run; continue it with --resume {} or choose another --out",
+                              out_dir, out_dir));
+  fs::create_directories(dir);
+  // Check the data before writing anything else.
+  { TokenFile check_train(opt.train_tokens), check_valid(opt.valid_tokens); }
+  TrainOptions o = opt;
+  if (!o.tokenizer.empty()) {
+    fs::copy_file(o.tokenizer, dir / "tokenizer.model", fs::copy_options::overwrite_existing);
+  }
+  write_text_atomic(dir / "config.json", cfg.to_json().dump(2) + "\n");
+  write_text_atomic(dir / "train.json", o.to_json().dump(2) + "\n");
+  fs::remove(dir / "metrics.jsonl");
+  Model model(cfg);
+  model.init(o.seed);
+  AdamW adam(model.params(), AdamWOptions{o.lr, o.beta1, o.beta2, o.eps, o.weight_decay});
+  return run_loop(model, o, dir, RunState{}, adam);
+}
+
+TrainSummary resume_pretraining(const std::string& out_dir, int64_t steps) {
+  const fs::path dir(out_dir);
+  const std::string ckpt = latest_checkpoint(out_dir);
+  ModelConfig cfg;
+  try {
+    cfg = ModelConfig::from_json(read_json(dir / "config.json"));
+  } catch (const ConfigError& e) {
+    throw IoError(fmt::format("{}: {}", (dir / "config.json").string(), e.what()));
+  }
+  TrainOptions o = TrainOptions::from_json(read_json(dir / "train.json"));
+  if (steps > 0 && steps != o.steps) {
+    o.steps = steps;
+    write_text_atomic(dir / "train.json", o.to_json().dump(2) + "\n");
+  }
+  Model model(cfg);
+  AdamW adam(model.params(), AdamWOptions{o.lr, o.beta1, o.beta2, o.eps, o.weight_decay});
+  RunState st = load_checkpoint(ckpt, model, adam);
+  if (st.step >= o.steps)
+    throw ConfigError(fmt::format("{}: the run already reached step {} of {}; pass a larger --steps to continue",
+                                  out_dir, st.step, o.steps));
+  return run_loop(model, o, dir, st, adam);
+}
+
+}  // namespace linformer
