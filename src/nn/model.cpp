@@ -386,7 +386,6 @@ void Model::backward() {
   const size_t Td = (size_t)T * d;
   const float p = m.training ? cfg_.dropout : 0.0f;
   ParamTable& pt = params_;
-  const float* xL = m.hidden();
   float* dx = grow(m.dx, Td);  // gradient w.r.t. the current layer's output
 
   if (m.loss_kind == LossKind::Mlm) {
