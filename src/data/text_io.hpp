@@ -1,0 +1,57 @@
+// Internal helpers of the data code: listing input files, reading text line by line with UTF-8
+// validation, and writing files atomically (temporary file in the same folder, then rename).
+#pragma once
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace linformer::data_detail {
+
+// Files named by `inputs`: a file as is, a folder as every regular file below it (recursively,
+// hidden files skipped), sorted by path. Throws IoError for a missing path or no files at all.
+std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs);
+
+// Byte offset of the first invalid UTF-8 sequence in s, or npos when s is valid UTF-8.
+size_t find_invalid_utf8(std::string_view s);
+
+// Reads one text file line by line ('\n' or "\r\n"); every line is checked to be UTF-8
+// (InputError naming the file, line and byte otherwise).
+class LineReader {
+ public:
+  explicit LineReader(const std::string& path);  // IoError if it cannot be opened
+  bool next(std::string& line);                   // false at the end of the file
+  uint64_t line_number() const { return line_no_; }  // 1-based number of the last line read
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  std::ifstream in_;
+  uint64_t line_no_ = 0;
+};
+
+// True when the line holds nothing but spaces and tabs.
+bool is_blank(std::string_view line);
+
+// A file written under a temporary name next to `path` and renamed onto it by commit();
+// removed if never committed. The parent folder is created if missing.
+class AtomicFile {
+ public:
+  explicit AtomicFile(const std::string& path);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+  FILE* get() const { return f_; }
+  const std::string& path() const { return path_; }
+  void write(const void* data, size_t bytes);  // IoError naming the file on failure
+  void write(std::string_view s) { write(s.data(), s.size()); }
+  void commit();  // flush, fsync, close, rename
+
+ private:
+  std::string path_, tmp_;
+  FILE* f_ = nullptr;
+};
+
+}  // namespace linformer::data_detail
