@@ -8,7 +8,11 @@
 
 namespace linformer {
 
-enum class AttentionKind { Full, Linformer };
+enum class AttentionKind {
+  Full,       // exact softmax attention, keeps the n x n probabilities
+  Linformer,  // sequence projections E/F to k rows: O(n k)
+  Tiled,      // exact attention in tiles with an online softmax: same result as Full, O(n) memory
+};
 
 // How Linformer's sequence projections E (keys) and F (values) are shared (paper section 4).
 enum class Sharing {

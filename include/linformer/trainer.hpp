@@ -54,9 +54,17 @@ struct TrainSummary {
   double tokens_per_second = 0;
   double seconds = 0;
   std::string checkpoint;  // path of the final checkpoint folder
+  bool interrupted = false;  // stopped early by SIGINT/SIGTERM (final_valid_loss is then NaN
+                             // unless the last step was an evaluation step)
 };
 
 // Starts a run in out_dir (created; must not already hold a run: use resume_pretraining).
+// The model config, options, token files and tokenizer are checked before anything is written.
+// SIGINT/SIGTERM during the run: the current step ends, a checkpoint is saved and the function
+// returns (TrainSummary::interrupted); a second signal ends the process at once.
+// A non-finite loss or gradient norm (or weights, at a save) throws Error ("training stopped:
+// loss is nan at step N; ...") before the update is applied and before any checkpoint of it is
+// written: `latest` keeps naming the last checkpoint with finite weights.
 TrainSummary pretrain(const ModelConfig& cfg, const TrainOptions& opt, const std::string& out_dir);
 // Continues the run in out_dir from its latest checkpoint; steps > 0 overrides the total.
 // Produces the same losses as an uninterrupted run with the same seed and thread count.

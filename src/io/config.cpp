@@ -16,7 +16,14 @@ using json = nlohmann::json;
 
 namespace linformer {
 
-const char* to_string(AttentionKind v) { return v == AttentionKind::Full ? "full" : "linformer"; }
+const char* to_string(AttentionKind v) {
+  switch (v) {
+    case AttentionKind::Full: return "full";
+    case AttentionKind::Linformer: return "linformer";
+    case AttentionKind::Tiled: return "tiled";
+  }
+  return "?";
+}
 const char* to_string(Sharing v) {
   switch (v) {
     case Sharing::None: return "none";
@@ -165,7 +172,7 @@ ModelConfig ModelConfig::from_json(const json& j) {
   if (has("n_layers")) c.n_layers = get_int(j["n_layers"], "n_layers");
   if (has("attention"))
     c.attention = parse_enum<AttentionKind>(j["attention"], "attention",
-                                            {{"full", AttentionKind::Full}, {"linformer", AttentionKind::Linformer}});
+                                            {{"full", AttentionKind::Full}, {"linformer", AttentionKind::Linformer}, {"tiled", AttentionKind::Tiled}});
   if (has("k")) {
     const json& kj = j["k"];
     c.k.clear();

@@ -36,6 +36,9 @@ struct QkvoParams {
 // Full softmax attention with a key-padding mask. Keeps the n x n probabilities for backward.
 std::unique_ptr<Attention> make_full_attention(const ModelConfig& cfg, ParamTable& pt, QkvoParams p);
 
+// Exact attention in tiles with an online softmax (flash-style): O(n) memory, no n x n buffer.
+std::unique_ptr<Attention> make_tiled_attention(const ModelConfig& cfg, ParamTable& pt, QkvoParams p);
+
 // Linformer attention: keys and values projected along the sequence to k rows by E and F
 // (indices into pt; e_heads = 1 when shared by the heads, else n_heads; f may equal e).
 // No n x n buffer exists on this path.

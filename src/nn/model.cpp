@@ -154,7 +154,8 @@ Model::Model(const ModelConfig& cfg) : cfg_(cfg), impl_(std::make_unique<Impl>()
   pt.finalize();
   for (int l = 0; l < cfg_.n_layers; ++l)
     m.attn.push_back(lin ? make_linformer_attention(cfg_, pt, m.layers[l].qkvo, projs[l])
-                         : make_full_attention(cfg_, pt, m.layers[l].qkvo));
+                     : cfg_.attention == AttentionKind::Tiled ? make_tiled_attention(cfg_, pt, m.layers[l].qkvo)
+                                                              : make_full_attention(cfg_, pt, m.layers[l].qkvo));
   m.acts.resize(cfg_.n_layers);
   // LayerNorm weights start at 1 even before init(), so a loaded-later model is never degenerate.
   init(0);

@@ -3,11 +3,13 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -20,6 +22,7 @@
 #include "linformer/data.hpp"
 #include "linformer/error.hpp"
 #include "linformer/model.hpp"
+#include "linformer/tokenizer.hpp"
 #include "train/progress.hpp"
 
 namespace fs = std::filesystem;
@@ -191,11 +194,18 @@ void save_checkpoint(const fs::path& dir, const Model& model, const AdamW& opt, 
   fsync_dir(dir);
   write_text_atomic(dir / "latest", name + "\n");
   fsync_dir(dir);
-  // Drop older checkpoints beyond `keep` (never the one `latest` names).
+  // Drop older checkpoints beyond `keep` (never the one `latest` names), folders left by a crash
+  // in the middle of a save (ckpt-*.tmp), and checkpoints past this step (left by a run that was
+  // rewound to an earlier checkpoint: they belong to a history that no longer exists).
   std::vector<fs::path> old;
+  const std::regex ckpt_re("ckpt-[0-9]{8}"), tmp_re("ckpt-[0-9]{8}\\.tmp");
   for (auto& e : fs::directory_iterator(dir)) {
     const std::string n = e.path().filename().string();
-    if (e.is_directory() && std::regex_match(n, std::regex("ckpt-[0-9]{8}")) && n != name) old.push_back(e.path());
+    if (!e.is_directory() || n == name) continue;
+    if (std::regex_match(n, tmp_re) || (std::regex_match(n, ckpt_re) && n > name))
+      fs::remove_all(e.path());
+    else if (std::regex_match(n, ckpt_re))
+      old.push_back(e.path());
   }
   std::sort(old.begin(), old.end());
   while ((int)old.size() > keep - 1) {
@@ -227,8 +237,12 @@ RunState load_checkpoint(const fs::path& ckpt, Model& model, AdamW& opt) {
 }
 
 // SIGINT / SIGTERM: finish the current step, save a checkpoint, exit cleanly.
+// A second signal gets the default action (the process ends at once).
 std::atomic<bool> g_stop_requested{false};
-extern "C" void on_stop_signal(int) { g_stop_requested = true; }
+extern "C" void on_stop_signal(int sig) {
+  g_stop_requested = true;
+  std::signal(sig, SIG_DFL);  // async-signal-safe
+}
 
 struct SignalGuard {
   struct sigaction old_int {}, old_term {};
@@ -267,15 +281,44 @@ void truncate_metrics(const fs::path& path, int64_t step) {
   write_text_atomic(path, kept);
 }
 
-TrainSummary run_loop(Model& model, const TrainOptions& o, const fs::path& dir, RunState st, AdamW& opt) {
-  const ModelConfig& cfg = model.config();
+// The sequence length of a run, after checking it and the token files against the model.
+int check_run_inputs(const ModelConfig& cfg, const TrainOptions& o) {
   const int seq_len = o.seq_len > 0 ? o.seq_len : cfg.max_len;
   if (seq_len > cfg.max_len)
-    throw ConfigError(fmt::format("train options: seq_len {} exceeds the model's max_len {}", seq_len, cfg.max_len));
+    throw ConfigError(fmt::format("train options: seq_len = {} exceeds the model's max_len {}", seq_len, cfg.max_len));
+  for (const std::string& path : {o.train_tokens, o.valid_tokens}) {
+    if (path.empty()) throw ConfigError("train options: train_tokens and valid_tokens are required");
+    TokenFile f(path);
+    if (f.max_id() >= cfg.vocab_size)
+      throw InputError(fmt::format("{}: token id {} is outside the model's vocabulary ({}); was it encoded with "
+                                   "another tokenizer?",
+                                   path, f.max_id(), cfg.vocab_size));
+  }
+  return seq_len;
+}
+
+// The stop message: what went wrong, and what is left to continue from.
+[[noreturn]] void stop_training(const fs::path& dir, const std::string& what) {
+  std::string kept;
+  try {
+    kept = fmt::format("the last good checkpoint is {}", latest_checkpoint(dir.string()));
+  } catch (const Error&) {
+    kept = "no checkpoint was saved";
+  }
+  throw Error(fmt::format("training stopped: {}; {} (try a lower --lr or a longer --warmup)", what, kept));
+}
+
+bool all_finite(const std::vector<float>& v) {
+  int bad = 0;
+#pragma omp parallel for reduction(+ : bad) schedule(static)
+  for (size_t i = 0; i < v.size(); ++i) bad += !std::isfinite(v[i]);
+  return bad == 0;
+}
+
+TrainSummary run_loop(Model& model, const TrainOptions& o, const fs::path& dir, RunState st, AdamW& opt) {
+  const ModelConfig& cfg = model.config();
+  const int seq_len = check_run_inputs(cfg, o);
   TokenFile train_file(o.train_tokens);
-  if (train_file.max_id() >= cfg.vocab_size)
-    throw InputError(fmt::format("{}: token id {} is outside the model's vocabulary ({})", o.train_tokens,
-                                 train_file.max_id(), cfg.vocab_size));
   MlmOptions mo;
   mo.seq_len = seq_len;
   mo.batch_size = o.batch_size;
@@ -292,6 +335,7 @@ TrainSummary run_loop(Model& model, const TrainOptions& o, const fs::path& dir, 
     return evaluate_mlm(model, o.valid_tokens, seq_len, o.batch_size, o.eval_batches, o.seed + 1);
   };
 
+  SignalGuard signals;  // from here on, SIGINT/SIGTERM stop cleanly after the current step
   TrainSummary sum;
   if (st.step == 0) {
     double vl = eval();
@@ -301,13 +345,18 @@ TrainSummary run_loop(Model& model, const TrainOptions& o, const fs::path& dir, 
     sum.initial_valid_loss = std::nan("");
   }
   Progress progress(o.steps, st.step);
-  SignalGuard signals;
   Batch batch;
   std::vector<int32_t> labels;
   double tokens = 0;
   const auto t0 = std::chrono::steady_clock::now();
   double last_valid = std::nan("");
   bool saved_at_end = false;
+  auto save = [&] {
+    // Never let `latest` name a checkpoint with non-finite weights.
+    if (!all_finite(model.params().all_data()))
+      stop_training(dir, fmt::format("the weights are not finite after step {}", st.step));
+    save_checkpoint(dir, model, opt, st, o.keep_checkpoints);
+  };
   while (st.step < o.steps) {
     model.train();
     model.zero_grad();
@@ -315,9 +364,10 @@ TrainSummary run_loop(Model& model, const TrainOptions& o, const fs::path& dir, 
     for (int a = 0; a < o.accum; ++a) {
       batcher.next(batch, labels);
       float loss = model.forward_mlm(batch, labels);
-      if (!std::isfinite(loss))
-        throw Error(fmt::format("training stopped: loss is {} at step {}; the last good checkpoint is kept in {}",
-                                loss, st.step + 1, dir.string()));
+      if (!std::isfinite(loss)) {
+        progress.finish();
+        stop_training(dir, fmt::format("loss is {} at step {}", loss, st.step + 1));
+      }
       model.backward();
       loss_sum += loss;
       for (uint8_t m : batch.mask) tokens += m;
@@ -325,6 +375,11 @@ TrainSummary run_loop(Model& model, const TrainOptions& o, const fs::path& dir, 
     if (o.accum > 1)  // average the accumulated gradients over the micro-batches
       for (float& g : model.params().all_grad()) g /= (float)o.accum;
     const float gnorm = clip_grad_norm(model.params(), o.clip);
+    if (!std::isfinite(gnorm)) {  // a finite loss with overflowing gradients: do not apply them
+      progress.finish();
+      stop_training(dir, fmt::format("loss is {} but the gradient norm is {} at step {}", loss_sum / o.accum, gnorm,
+                                     st.step + 1));
+    }
     const float lr = sched.lr(st.step);
     opt.step(lr);
     ++st.step;
@@ -345,19 +400,21 @@ TrainSummary run_loop(Model& model, const TrainOptions& o, const fs::path& dir, 
     }
     const bool stop = g_stop_requested.load();
     if (st.step % o.save_every == 0 || st.step == o.steps || stop) {
-      save_checkpoint(dir, model, opt, st, o.keep_checkpoints);
+      save();
       saved_at_end = st.step == o.steps || stop;
     }
     if (stop) {
+      sum.interrupted = true;
       progress.message(fmt::format("interrupted: checkpoint saved at step {}; continue with --resume {}", st.step,
                                    dir.string()));
       break;
     }
   }
   progress.finish();
-  if (!saved_at_end && st.step == o.steps) save_checkpoint(dir, model, opt, st, o.keep_checkpoints);
+  if (!saved_at_end && st.step == o.steps) save();
   sum.steps_done = st.step;
-  sum.final_valid_loss = std::isnan(last_valid) ? eval() : last_valid;
+  // An interrupted run does not evaluate again (it should end quickly): NaN unless it just did.
+  sum.final_valid_loss = std::isnan(last_valid) && !sum.interrupted ? eval() : last_valid;
   sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   sum.tokens_per_second = tokens / std::max(sum.seconds, 1e-9);
   sum.checkpoint = (dir / fmt::format("ckpt-{:08d}", st.step)).string();
@@ -428,12 +485,21 @@ TrainSummary pretrain(const ModelConfig& cfg, const TrainOptions& opt, const std
   if (fs::exists(dir / "latest"))
     throw IoError(fmt::format("{}: already holds a run; continue it with --resume {} or choose another --out",
                               out_dir, out_dir));
+  // Check the data and the tokenizer before writing anything.
+  check_run_inputs(cfg, opt);
+  if (!opt.tokenizer.empty()) {
+    const Tokenizer tok(opt.tokenizer);
+    if (tok.vocab_size() > cfg.vocab_size)
+      throw ConfigError(fmt::format("{}: the tokenizer has {} pieces, more than the model's vocab_size {}",
+                                    opt.tokenizer, tok.vocab_size(), cfg.vocab_size));
+  }
+  if (fs::exists(dir) && !fs::is_directory(dir)) throw IoError(fmt::format("{}: exists and is not a folder", out_dir));
   fs::create_directories(dir);
-  // Check the data before writing anything else.
-  { TokenFile check_train(opt.train_tokens), check_valid(opt.valid_tokens); }
   TrainOptions o = opt;
   if (!o.tokenizer.empty()) {
-    fs::copy_file(o.tokenizer, dir / "tokenizer.model", fs::copy_options::overwrite_existing);
+    const fs::path tmp = dir / "tokenizer.model.tmp";
+    fs::copy_file(o.tokenizer, tmp, fs::copy_options::overwrite_existing);
+    fs::rename(tmp, dir / "tokenizer.model");
   }
   write_text_atomic(dir / "config.json", cfg.to_json().dump(2) + "\n");
   write_text_atomic(dir / "train.json", o.to_json().dump(2) + "\n");
@@ -453,17 +519,24 @@ TrainSummary resume_pretraining(const std::string& out_dir, int64_t steps) {
   } catch (const ConfigError& e) {
     throw IoError(fmt::format("{}: {}", (dir / "config.json").string(), e.what()));
   }
-  TrainOptions o = TrainOptions::from_json(read_json(dir / "train.json"));
-  if (steps > 0 && steps != o.steps) {
-    o.steps = steps;
-    write_text_atomic(dir / "train.json", o.to_json().dump(2) + "\n");
+  TrainOptions o;
+  try {
+    o = TrainOptions::from_json(read_json(dir / "train.json"));
+  } catch (const ConfigError& e) {
+    throw IoError(fmt::format("{}: {}", (dir / "train.json").string(), e.what()));
   }
+  if (steps < 0) throw ConfigError(fmt::format("train options: steps = {} must be at least 1", steps));
   Model model(cfg);
   AdamW adam(model.params(), AdamWOptions{o.lr, o.beta1, o.beta2, o.eps, o.weight_decay});
   RunState st = load_checkpoint(ckpt, model, adam);
-  if (st.step >= o.steps)
+  const int64_t total = steps > 0 ? steps : o.steps;
+  if (st.step >= total)
     throw ConfigError(fmt::format("{}: the run already reached step {} of {}; pass a larger --steps to continue",
-                                  out_dir, st.step, o.steps));
+                                  out_dir, st.step, total));
+  if (total != o.steps) {  // only once the new total is known to be valid
+    o.steps = total;
+    write_text_atomic(dir / "train.json", o.to_json().dump(2) + "\n");
+  }
   return run_loop(model, o, dir, st, adam);
 }
 

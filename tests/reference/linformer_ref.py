@@ -55,7 +55,7 @@ class Config:
         cfg.k = [int(v) for v in cfg.k]
         if len(cfg.k) not in (1, cfg.n_layers):
             raise ValueError("k must have 1 or n_layers values")
-        assert cfg.attention in ("full", "linformer"), cfg.attention
+        assert cfg.attention in ("full", "linformer", "tiled"), cfg.attention  # tiled computes full attention
         assert cfg.sharing in ("none", "headwise", "kv", "layerwise"), cfg.sharing
         assert cfg.proj_order in ("input_first", "linear_first"), cfg.proj_order
         assert cfg.pooling in ("first", "mean"), cfg.pooling
@@ -128,7 +128,7 @@ class Layer(nn.Module):
             return t.reshape(t.shape[0], t.shape[1], h, dh).permute(0, 2, 1, 3)
 
         q = heads(self.attn_q(x))  # [B, h, n, dh]
-        if cfg.attention == "full":
+        if cfg.attention in ("full", "tiled"):
             kk = heads(self.attn_k(x))
             vv = heads(self.attn_v(x))
             scores = q @ kk.transpose(-1, -2) / math.sqrt(dh)  # [B, h, n, n]

@@ -46,7 +46,7 @@ SEQS = [
 
 
 def make_configs():
-    cfgs = [("full", dict(attention="full"), "mlm")]
+    cfgs = [("full", dict(attention="full"), "mlm"), ("tiled", dict(attention="tiled"), "mlm")]
     for sharing in ("none", "headwise", "kv", "layerwise"):
         for order in ("input_first", "linear_first"):
             cfgs.append((f"lin-{sharing}-{order}", dict(sharing=sharing, proj_order=order), "mlm"))
@@ -70,7 +70,7 @@ def make_configs():
 
 
 # Configurations (by name) also checked for padding invariance (b).
-PAD_CHECK = {"full", "lin-none-input_first", "lin-layerwise-linear_first",
+PAD_CHECK = {"full", "tiled", "lin-none-input_first", "lin-layerwise-linear_first",
              "lin-none-input_first-k[16,4]", "lin-kv-linear_first-k[4,16]", "cls-mean-lin-none-linear_first"}
 
 
@@ -231,7 +231,7 @@ def check_config(args, wd, idx, name, cfg, task):
     for pname, p in params.items():
         g = p.grad.detach().numpy() if p.grad is not None else np.zeros(tuple(p.shape))
         cg = tensors["grad." + pname]
-        if pname.endswith("attn_k.bias") and (cfg["attention"] == "full"
+        if pname.endswith("attn_k.bias") and (cfg["attention"] in ("full", "tiled")
                                               or cfg["proj_order"] == "input_first"):
             # The exact gradient is zero: the key bias adds q . b_k to every score of a row
             # (every key, or every projected key), and softmax is shift-invariant. Both sides

@@ -1,0 +1,662 @@
+// The task format (docs/tasks.md): task.json + train/valid/test.tsv; reading, writing, tokenizing,
+// statistics, and importing the user's own TSV/JSONL data.
+#include "linformer/tasks.hpp"
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <unordered_set>
+
+#include <fmt/core.h>
+
+#include "data/tasks_detail.hpp"
+#include "data/text_io.hpp"
+#include "linformer/error.hpp"
+#include "linformer/tokenizer.hpp"
+
+extern char** environ;
+
+namespace fs = std::filesystem;
+
+namespace linformer {
+
+using namespace data_detail;
+using namespace task_detail;
+
+// ------------------------------------------------------------------------------------------------
+// helpers
+
+namespace task_detail {
+
+void check_label_name(const std::string& name) {
+  if (name.empty()) throw ConfigError("a label name is empty");
+  if (name.find_first_of("\t\r\n") != std::string::npos)
+    throw ConfigError(fmt::format("label name \"{}\" holds a tab or line break", escape_text(name)));
+  if (find_invalid_utf8(name) != std::string_view::npos)
+    throw ConfigError(fmt::format("label name \"{}\" is not valid UTF-8", escape_text(name)));
+}
+
+TaskWriter::TaskWriter(const std::string& dir, TaskInfo info, bool write_train_txt)
+    : dir_(dir), info_(std::move(info)) {
+  if (info_.labels.empty()) throw ConfigError(fmt::format("task {}: no labels", info_.name));
+  std::set<std::string> seen;
+  for (const std::string& l : info_.labels) {
+    check_label_name(l);
+    if (!seen.insert(l).second) throw ConfigError(fmt::format("task {}: label \"{}\" given twice", info_.name, l));
+  }
+  for (int s = 0; s < 3; ++s)
+    files_[s] = std::make_unique<AtomicFile>((fs::path(dir) / (std::string(kSplitNames[s]) + ".tsv")).string());
+  if (write_train_txt) train_txt_ = std::make_unique<AtomicFile>((fs::path(dir) / "train.txt").string());
+}
+
+void TaskWriter::add(int split, int32_t label, std::string_view text) {
+  if (label < 0 || label >= (int32_t)info_.labels.size())
+    throw Error(fmt::format("task {}: label id {} out of range", info_.name, label));
+  if (text.empty()) throw Error(fmt::format("task {}: empty text", info_.name));
+  buf_ = info_.labels[label];
+  buf_ += '\t';
+  buf_ += escape_text(text);
+  buf_ += '\n';
+  files_[split]->write(buf_);
+  ++count_[split];
+  if (split == 0 && train_txt_) {
+    // One non-blank line per line, then an empty line: a document per example.
+    buf_.clear();
+    size_t pos = 0;
+    while (pos <= text.size()) {
+      size_t e = text.find('\n', pos);
+      if (e == std::string_view::npos) e = text.size();
+      std::string_view line = text.substr(pos, e - pos);
+      if (!is_blank(line)) {
+        for (char c : line) buf_ += (c == '\t' || c == '\r') ? ' ' : c;
+        buf_ += '\n';
+      }
+      pos = e + 1;
+    }
+    if (!buf_.empty()) {
+      buf_ += '\n';
+      train_txt_->write(buf_);
+    }
+  }
+}
+
+void TaskWriter::commit(const nlohmann::json& extra) {
+  for (auto& f : files_) f->commit();
+  if (train_txt_) train_txt_->commit();
+  nlohmann::json j = nlohmann::json::object();
+  j["name"] = info_.name;
+  j["labels"] = info_.labels;
+  j["tokenizer"] = to_string(info_.tokenizer);
+  j["source"] = info_.source;
+  j["licence"] = info_.licence;
+  j["examples"] = {{"train", count_[0]}, {"valid", count_[1]}, {"test", count_[2]}};
+  if (info_.tokenizer != TaskTokenizer::SentencePiece) j["vocab_size"] = task_vocab_size(info_.tokenizer);
+  for (auto it = extra.begin(); it != extra.end(); ++it) j[it.key()] = it.value();
+  AtomicFile f((fs::path(dir_) / "task.json").string());
+  f.write(j.dump(2) + "\n");
+  f.commit();
+}
+
+namespace {
+pid_t spawn(const std::vector<std::string>& argv_s, posix_spawn_file_actions_t* actions) {
+  std::vector<char*> argv;
+  for (const std::string& a : argv_s) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid;
+  const int err = posix_spawnp(&pid, argv[0], actions, nullptr, argv.data(), environ);
+  if (err == ENOENT) throw IoError(fmt::format("{} is not installed or not on PATH", argv_s[0]));
+  if (err != 0) throw IoError(fmt::format("cannot run {}: {}", argv_s[0], std::strerror(err)));
+  return pid;
+}
+int wait_for(pid_t pid, const std::string& name) {
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR) throw IoError(fmt::format("waiting for {} failed: {}", name, std::strerror(errno)));
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+}  // namespace
+
+int run_program(const std::vector<std::string>& argv) { return wait_for(spawn(argv, nullptr), argv[0]); }
+
+std::string run_program_output(const std::vector<std::string>& argv, const std::string& what) {
+  int fds[2];
+  if (pipe(fds) != 0) throw IoError(fmt::format("{}: pipe failed: {}", what, std::strerror(errno)));
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
+  posix_spawn_file_actions_addclose(&actions, fds[0]);
+  posix_spawn_file_actions_addclose(&actions, fds[1]);
+  pid_t pid;
+  try {
+    pid = spawn(argv, &actions);
+  } catch (...) {
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    throw;
+  }
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(fds[1]);
+  std::string out;
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fds[0], buf, sizeof buf);
+    if (n > 0) out.append(buf, (size_t)n);
+    else if (n == 0) break;
+    else if (errno != EINTR) break;
+  }
+  ::close(fds[0]);
+  const int rc = wait_for(pid, argv[0]);
+  if (rc != 0) throw IoError(fmt::format("{}: `{}` failed (exit status {})", what, argv[0], rc));
+  return out;
+}
+
+std::string read_file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw IoError(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) throw IoError(fmt::format("{}: read error", path));
+  return ss.str();
+}
+
+uint64_t hash64(std::string_view s, uint64_t seed) {
+  uint64_t h = 0xcbf29ce484222325ULL ^ (seed * 0x9E3779B97F4A7C15ULL);
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ULL;
+  h ^= h >> 33;
+  return h;
+}
+
+}  // namespace task_detail
+
+// ------------------------------------------------------------------------------------------------
+// names, escaping
+
+const char* to_string(TaskTokenizer t) {
+  switch (t) {
+    case TaskTokenizer::ListOps: return "listops";
+    case TaskTokenizer::Pixels: return "pixels";
+    case TaskTokenizer::SentencePiece: return "sentencepiece";
+  }
+  return "?";
+}
+
+TaskTokenizer task_tokenizer_from_string(std::string_view s) {
+  if (s == "listops") return TaskTokenizer::ListOps;
+  if (s == "pixels") return TaskTokenizer::Pixels;
+  if (s == "sentencepiece") return TaskTokenizer::SentencePiece;
+  throw ConfigError(fmt::format("unknown tokenizer \"{}\" (expected listops, pixels or sentencepiece)", s));
+}
+
+int32_t task_vocab_size(TaskTokenizer t) {
+  switch (t) {
+    case TaskTokenizer::ListOps: return kListOpsVocabSize;
+    case TaskTokenizer::Pixels: return kPixelsVocabSize;
+    case TaskTokenizer::SentencePiece: return 0;
+  }
+  return 0;
+}
+
+std::string escape_text(std::string_view text) {
+  std::string out;
+  out.reserve(text.size() + 16);
+  for (char c : text) {
+    switch (c) {
+      case '\\': out += "\\\\"; break;
+      case '\t': out += "\\t"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+std::string unescape_text(std::string_view field) {
+  std::string out;
+  out.reserve(field.size());
+  for (size_t i = 0; i < field.size(); ++i) {
+    const char c = field[i];
+    if (c != '\\') {
+      out += c;
+      continue;
+    }
+    if (i + 1 == field.size()) throw InputError("bad escape: the text ends with a lone backslash (write \\\\)");
+    const char e = field[++i];
+    switch (e) {
+      case '\\': out += '\\'; break;
+      case 't': out += '\t'; break;
+      case 'n': out += '\n'; break;
+      case 'r': out += '\r'; break;
+      default:
+        throw InputError(fmt::format("bad escape \"\\{}\" at column {} (only \\\\ \\t \\n \\r; write \\\\ for a backslash)",
+                                     e, i));
+    }
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------------
+// reading a task folder
+
+const TaskSplit& TaskData::split(std::string_view name) const {
+  if (name == "train") return train;
+  if (name == "valid") return valid;
+  if (name == "test") return test;
+  throw ConfigError(fmt::format("unknown split \"{}\" (expected train, valid or test)", name));
+}
+
+TaskInfo read_task_info(const std::string& dir) {
+  const std::string path = (fs::path(dir) / "task.json").string();
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec))
+    throw IoError(fmt::format("{}: no such file (is {} a task folder? see `linformer task --help`)", path, dir));
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file_bytes(path));
+  } catch (const nlohmann::json::exception& e) {
+    throw IoError(fmt::format("{}: invalid JSON: {}", path, e.what()));
+  }
+  if (!j.is_object()) throw IoError(fmt::format("{}: not a JSON object", path));
+  auto str = [&](const char* key, bool required) -> std::string {
+    if (!j.contains(key)) {
+      if (required) throw IoError(fmt::format("{}: missing field \"{}\"", path, key));
+      return "";
+    }
+    if (!j[key].is_string()) throw IoError(fmt::format("{}: field \"{}\" must be a string", path, key));
+    return j[key].get<std::string>();
+  };
+  TaskInfo info;
+  info.name = str("name", true);
+  info.source = str("source", false);
+  info.licence = str("licence", false);
+  try {
+    info.tokenizer = task_tokenizer_from_string(str("tokenizer", true));
+  } catch (const ConfigError& e) {
+    throw IoError(fmt::format("{}: field \"tokenizer\": {}", path, e.what()));
+  }
+  if (!j.contains("labels") || !j["labels"].is_array() || j["labels"].empty())
+    throw IoError(fmt::format("{}: field \"labels\" must be a non-empty array of strings", path));
+  std::set<std::string> seen;
+  for (const auto& l : j["labels"]) {
+    if (!l.is_string()) throw IoError(fmt::format("{}: field \"labels\" must hold strings only", path));
+    std::string name = l.get<std::string>();
+    try {
+      check_label_name(name);
+    } catch (const ConfigError& e) {
+      throw IoError(fmt::format("{}: {}", path, e.what()));
+    }
+    if (!seen.insert(name).second) throw IoError(fmt::format("{}: label \"{}\" appears twice", path, name));
+    info.labels.push_back(std::move(name));
+  }
+  return info;
+}
+
+namespace {
+
+void read_split(const std::string& dir, const TaskInfo& info, const std::map<std::string, int32_t>& label_ids,
+                TaskSplit& split) {
+  split.path = (fs::path(dir) / (split.name + ".tsv")).string();
+  std::error_code ec;
+  if (!fs::is_regular_file(split.path, ec)) throw IoError(fmt::format("{}: no such file", split.path));
+  LineReader r(split.path);
+  std::string line;
+  while (r.next(line)) {
+    const auto where = [&] { return fmt::format("{}:{}", split.path, r.line_number()); };
+    if (line.empty() || is_blank(line))
+      throw InputError(fmt::format("{}: empty line (every line is LABEL<TAB>TEXT)", where()));
+    const size_t tab = line.find('\t');
+    if (tab == std::string::npos)
+      throw InputError(fmt::format("{}: 1 column, expected 2 (LABEL<TAB>TEXT)", where()));
+    if (line.find('\t', tab + 1) != std::string::npos)
+      throw InputError(fmt::format("{}: {} columns, expected 2 (LABEL<TAB>TEXT; a tab inside TEXT is written \\t)",
+                                   where(), 1 + std::count(line.begin(), line.end(), '\t')));
+    const std::string label = line.substr(0, tab);
+    const auto it = label_ids.find(label);
+    if (it == label_ids.end()) {
+      std::string known;
+      for (size_t i = 0; i < info.labels.size() && i < 20; ++i) known += (i ? ", " : "") + info.labels[i];
+      if (info.labels.size() > 20) known += ", ...";
+      throw InputError(fmt::format("{}: unknown label \"{}\" (task.json labels: {})", where(), label, known));
+    }
+    TaskExample ex;
+    ex.label = it->second;
+    ex.line = r.line_number();
+    try {
+      ex.text = unescape_text(std::string_view(line).substr(tab + 1));
+    } catch (const InputError& e) {
+      throw InputError(fmt::format("{}: {}", where(), e.what()));
+    }
+    if (ex.text.empty() || is_blank(ex.text)) throw InputError(fmt::format("{}: empty text", where()));
+    split.examples.push_back(std::move(ex));
+  }
+}
+
+}  // namespace
+
+TaskData load_task(const std::string& dir) {
+  TaskData t;
+  t.info = read_task_info(dir);
+  std::map<std::string, int32_t> ids;
+  for (size_t i = 0; i < t.info.labels.size(); ++i) ids[t.info.labels[i]] = (int32_t)i;
+  t.train.name = "train";
+  t.valid.name = "valid";
+  t.test.name = "test";
+  read_split(dir, t.info, ids, t.train);
+  read_split(dir, t.info, ids, t.valid);
+  read_split(dir, t.info, ids, t.test);
+  if (t.train.examples.empty()) throw InputError(fmt::format("{}: no training examples", t.train.path));
+  return t;
+}
+
+// ------------------------------------------------------------------------------------------------
+// tokenizing
+
+std::vector<int32_t> encode_pixels(std::string_view text) {
+  std::vector<int32_t> ids;
+  ids.reserve(text.size() / 2 + 1);
+  size_t i = 0;
+  const size_t n = text.size();
+  while (i < n) {
+    while (i < n && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) ++i;
+    if (i == n) break;
+    size_t e = i;
+    while (e < n && !(text[e] == ' ' || text[e] == '\t' || text[e] == '\n' || text[e] == '\r')) ++e;
+    int v = -1;
+    const auto [p, ec] = std::from_chars(text.data() + i, text.data() + e, v);
+    if (ec != std::errc() || p != text.data() + e || v < 0 || v > 255)
+      throw InputError(fmt::format("pixel {} \"{}\" is not an intensity 0..255", ids.size() + 1,
+                                   std::string(text.substr(i, std::min<size_t>(e - i, 40)))));
+    ids.push_back(kPixelFirstId + v);
+    i = e;
+  }
+  return ids;
+}
+
+std::vector<int32_t> tokenize_example(const TaskInfo& info, std::string_view text, const Tokenizer* sp) {
+  std::vector<int32_t> body;
+  switch (info.tokenizer) {
+    case TaskTokenizer::ListOps: body = encode_listops(text); break;
+    case TaskTokenizer::Pixels: body = encode_pixels(text); break;
+    case TaskTokenizer::SentencePiece:
+      if (!sp)
+        throw ConfigError(fmt::format("task {} uses a SentencePiece tokenizer: give its model (train one on "
+                                      "train.txt with `linformer tokenizer train`)",
+                                      info.name));
+      body = sp->encode(std::string(text));
+      break;
+  }
+  std::vector<int32_t> ids;
+  ids.reserve(body.size() + 2);
+  ids.push_back(kBosId);
+  ids.insert(ids.end(), body.begin(), body.end());
+  ids.push_back(kEosId);
+  return ids;
+}
+
+std::vector<std::vector<int32_t>> tokenize_split(const TaskInfo& info, const TaskSplit& split, const Tokenizer* sp,
+                                                 int max_len, bool truncate) {
+  if (max_len < 3) throw ConfigError(fmt::format("max_len {} must be at least 3 (<s> token </s>)", max_len));
+  std::vector<std::vector<int32_t>> out;
+  out.reserve(split.examples.size());
+  for (const TaskExample& ex : split.examples) {
+    std::vector<int32_t> ids;
+    try {
+      ids = tokenize_example(info, ex.text, sp);
+    } catch (const InputError& e) {
+      throw InputError(fmt::format("{}:{}: {}", split.path, ex.line, e.what()));
+    }
+    if ((int64_t)ids.size() > max_len) {
+      if (!truncate)
+        throw InputError(fmt::format("{}:{}: sequence too long: {} tokens (with <s> and </s>) exceed max_len {}",
+                                     split.path, ex.line, ids.size(), max_len));
+      ids.resize((size_t)max_len);
+      ids.back() = kEosId;
+    }
+    out.push_back(std::move(ids));
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------------
+// statistics
+
+TaskSummary summarize_task(const TaskData& task, const Tokenizer* sp) {
+  TaskSummary s;
+  s.info = task.info;
+  const bool tokens = task.info.tokenizer != TaskTokenizer::SentencePiece || sp;
+  auto one = [&](const TaskSplit& split, SplitStats& st) {
+    st.examples = split.examples.size();
+    st.per_label.assign(task.info.labels.size(), 0);
+    st.min_len = SIZE_MAX;
+    double sum = 0;
+    for (const TaskExample& ex : split.examples) {
+      ++st.per_label[ex.label];
+      size_t len = ex.text.size();
+      if (tokens) {
+        try {
+          len = tokenize_example(task.info, ex.text, sp).size();
+        } catch (const InputError& e) {
+          throw InputError(fmt::format("{}:{}: {}", split.path, ex.line, e.what()));
+        }
+      }
+      sum += (double)len;
+      st.max_len = std::max(st.max_len, len);
+      st.min_len = std::min(st.min_len, len);
+    }
+    if (!st.examples) st.min_len = 0;
+    st.mean_len = st.examples ? sum / (double)st.examples : 0.0;
+  };
+  one(task.train, s.train);
+  one(task.valid, s.valid);
+  one(task.test, s.test);
+  return s;
+}
+
+// ------------------------------------------------------------------------------------------------
+// importing the user's data
+
+namespace {
+
+struct RawExample {
+  std::string label, text;
+  uint64_t line;
+};
+
+std::string join_labels(const std::vector<std::string>& labels) {
+  std::string out;
+  for (size_t i = 0; i < labels.size() && i < 20; ++i) out += (i ? ", " : "") + labels[i];
+  if (labels.size() > 20) out += ", ...";
+  return out;
+}
+
+bool is_integer(const std::string& s) {
+  if (s.empty()) return false;
+  size_t i = s[0] == '-' ? 1 : 0;
+  if (i == s.size() || s.size() > 18) return false;
+  for (; i < s.size(); ++i)
+    if (s[i] < '0' || s[i] > '9') return false;
+  return true;
+}
+
+std::vector<RawExample> read_user_file(const std::string& path, const ImportOptions& opt) {
+  std::vector<RawExample> out;
+  LineReader r(path);
+  std::string line;
+  bool first = true;
+  while (r.next(line)) {
+    const auto where = [&] { return fmt::format("{}:{}", path, r.line_number()); };
+    if (first && opt.format == "tsv" && opt.skip_header) {
+      first = false;
+      continue;
+    }
+    first = false;
+    if (line.empty() || is_blank(line)) throw InputError(fmt::format("{}: empty line", where()));
+    RawExample ex;
+    ex.line = r.line_number();
+    if (opt.format == "tsv") {
+      const size_t tab = line.find('\t');
+      const size_t cols = 1 + std::count(line.begin(), line.end(), '\t');
+      if (cols != 2)
+        throw InputError(fmt::format("{}: {} column{}, expected 2 ({}; no tab inside the text: use JSONL for that)",
+                                     where(), cols, cols == 1 ? "" : "s",
+                                     opt.text_first ? "TEXT<TAB>LABEL" : "LABEL<TAB>TEXT"));
+      std::string a = line.substr(0, tab), b = line.substr(tab + 1);
+      ex.label = opt.text_first ? b : a;
+      ex.text = opt.text_first ? a : b;
+    } else {
+      nlohmann::json j;
+      try {
+        j = nlohmann::json::parse(line);
+      } catch (const nlohmann::json::exception& e) {
+        throw InputError(fmt::format("{}: invalid JSON: {}", where(), e.what()));
+      }
+      if (!j.is_object()) throw InputError(fmt::format("{}: not a JSON object", where()));
+      if (!j.contains(opt.text_field))
+        throw InputError(fmt::format("{}: missing field \"{}\"", where(), opt.text_field));
+      if (!j.contains(opt.label_field))
+        throw InputError(fmt::format("{}: missing field \"{}\"", where(), opt.label_field));
+      const auto& t = j[opt.text_field];
+      const auto& l = j[opt.label_field];
+      if (!t.is_string()) throw InputError(fmt::format("{}: field \"{}\" is not a string", where(), opt.text_field));
+      if (l.is_string()) ex.label = l.get<std::string>();
+      else if (l.is_number_integer()) ex.label = std::to_string(l.get<int64_t>());
+      else if (l.is_boolean()) ex.label = l.get<bool>() ? "true" : "false";
+      else
+        throw InputError(fmt::format("{}: field \"{}\" must be a string or an integer", where(), opt.label_field));
+      ex.text = t.get<std::string>();
+    }
+    if (ex.label.empty()) throw InputError(fmt::format("{}: empty label", where()));
+    if (ex.label.find_first_of("\t\r\n") != std::string::npos)
+      throw InputError(fmt::format("{}: the label holds a tab or line break", where()));
+    if (ex.text.empty() || is_blank(ex.text)) throw InputError(fmt::format("{}: empty text", where()));
+    if (find_invalid_utf8(ex.text) != std::string::npos)  // JSON \u escapes can still make lone surrogates
+      throw InputError(fmt::format("{}: the text is not valid UTF-8", where()));
+    out.push_back(std::move(ex));
+  }
+  return out;
+}
+
+}  // namespace
+
+TaskSummary import_task(const std::string& out_dir, const ImportOptions& opt) {
+  if (opt.format != "tsv" && opt.format != "jsonl")
+    throw ConfigError(fmt::format("import: unknown format \"{}\" (expected tsv or jsonl)", opt.format));
+  if (opt.train.empty()) throw ConfigError("import: a training file is required");
+  if (opt.valid.empty() && opt.valid_every < 2)
+    throw ConfigError(fmt::format("import: valid_every {} must be at least 2", opt.valid_every));
+  if (opt.max_len > 0 && opt.tokenizer == TaskTokenizer::SentencePiece)
+    throw ConfigError("import: --max-len needs a fixed tokenizer (listops or pixels); SentencePiece sequences are "
+                      "cut to the model's length when fine-tuning");
+  for (const std::string* f : {&opt.train, &opt.valid, &opt.test}) {
+    if (f->empty()) continue;
+    std::error_code ec;
+    if (fs::exists(out_dir, ec) && fs::exists(*f, ec))
+      for (const char* n : {"train.tsv", "valid.tsv", "test.tsv"})
+        if (fs::exists(fs::path(out_dir) / n, ec) && fs::equivalent(*f, fs::path(out_dir) / n, ec))
+          throw IoError(fmt::format("{}: input and output are the same file", *f));
+  }
+
+  std::vector<RawExample> files[3];
+  files[0] = read_user_file(opt.train, opt);
+  if (files[0].empty()) throw InputError(fmt::format("{}: no examples", opt.train));
+  if (!opt.valid.empty()) files[1] = read_user_file(opt.valid, opt);
+  if (!opt.test.empty()) files[2] = read_user_file(opt.test, opt);
+
+  // The label set: given, or found in train (integers sorted numerically, otherwise byte order).
+  TaskInfo info;
+  info.name = opt.name;
+  info.tokenizer = opt.tokenizer;
+  info.source = opt.source;
+  info.licence = opt.licence;
+  if (!opt.labels.empty()) {
+    info.labels = opt.labels;
+  } else {
+    std::set<std::string> found;
+    for (const RawExample& ex : files[0]) found.insert(ex.label);
+    info.labels.assign(found.begin(), found.end());
+    if (std::all_of(info.labels.begin(), info.labels.end(), is_integer))
+      std::sort(info.labels.begin(), info.labels.end(),
+                [](const std::string& a, const std::string& b) { return std::stoll(a) < std::stoll(b); });
+  }
+  std::map<std::string, int32_t> ids;
+  for (size_t i = 0; i < info.labels.size(); ++i) ids[info.labels[i]] = (int32_t)i;
+  if (ids.size() != info.labels.size()) throw ConfigError("import: a label is given twice in --labels");
+  if (info.labels.size() < 2)
+    throw ConfigError(fmt::format("import: {} label{} ({}); a classification task needs at least 2",
+                                  info.labels.size(), info.labels.size() == 1 ? "" : "s",
+                                  info.labels.empty() ? "" : info.labels[0]));
+
+  const std::string* paths[3] = {&opt.train, &opt.valid, &opt.test};
+  TaskWriter w(out_dir, info, opt.tokenizer == TaskTokenizer::SentencePiece);
+  std::unordered_set<uint64_t> train_texts;
+  size_t overlap[3] = {0, 0, 0};
+  for (int f = 0; f < 3; ++f) {
+    size_t i = 0;
+    for (const RawExample& ex : files[f]) {
+      const auto where = [&] { return fmt::format("{}:{}", *paths[f], ex.line); };
+      const auto it = ids.find(ex.label);
+      if (it == ids.end())
+        throw InputError(fmt::format("{}: unknown label \"{}\" (labels: {}{})", where(), ex.label,
+                                     join_labels(info.labels),
+                                     opt.labels.empty() ? ", those found in the training file" : ""));
+      if (opt.tokenizer != TaskTokenizer::SentencePiece) {
+        size_t n;
+        try {
+          n = tokenize_example(info, ex.text, nullptr).size();
+        } catch (const InputError& e) {
+          throw InputError(fmt::format("{}: {}", where(), e.what()));
+        }
+        if (opt.max_len > 0 && n > (size_t)opt.max_len)
+          throw InputError(fmt::format("{}: sequence too long: {} tokens (with <s> and </s>) exceed --max-len {}",
+                                       where(), n, opt.max_len));
+      }
+      int split = f;
+      if (f == 0 && opt.valid.empty() && i % opt.valid_every == opt.valid_every - 1) split = 1;
+      ++i;
+      const uint64_t h = hash64(ex.text, 1) ^ (hash64(ex.text, 2) << 1);
+      if (split == 0) train_texts.insert(h);
+      else if (train_texts.count(h)) ++overlap[split];
+      w.add(split, it->second, ex.text);
+    }
+  }
+  nlohmann::json extra;
+  extra["import"] = {{"format", opt.format},
+                     {"train", opt.train},
+                     {"valid", opt.valid.empty() ? fmt::format("every {}th training example", opt.valid_every) : opt.valid},
+                     {"test", opt.test}};
+  w.commit(extra);
+
+  TaskSummary s = summarize_task(load_task(out_dir));
+  s.dir = out_dir;
+  if (opt.valid.empty())
+    s.notes.push_back(fmt::format("no --valid file: training example i went to valid.tsv when i % {} == {}",
+                                  opt.valid_every, opt.valid_every - 1));
+  if (opt.test.empty()) s.notes.push_back("no --test file: test.tsv is empty");
+  for (int f = 1; f < 3; ++f)
+    if (overlap[f])
+      s.notes.push_back(fmt::format("warning: {} {} examples have the same text as a training example", overlap[f],
+                                    kSplitNames[f]));
+  return s;
+}
+
+}  // namespace linformer
