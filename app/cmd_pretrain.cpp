@@ -18,6 +18,26 @@ namespace fs = std::filesystem;
 
 namespace linformer::app {
 
+namespace {
+// An integer option's lower bound, with a short message ("--steps: must be at least 1, not 0").
+CLI::Validator at_least(long long min) {
+  return CLI::Validator(
+      [min](std::string& s) -> std::string {
+        size_t used = 0;
+        long long v = 0;
+        try {
+          v = std::stoll(s, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used == 0 || used != s.size()) return fmt::format("'{}' is not an integer", s);
+        if (v < min) return fmt::format("must be at least {}, not {}", min, v);
+        return "";
+      },
+      "", "at_least");
+}
+}  // namespace
+
 CLI::App* add_pretrain_command(CLI::App& app, PretrainOptions& o) {
   CLI::App* cmd = app.add_subcommand(
       "pretrain", "Pretrain a masked language model on token files (RoBERTa recipe; resumable)");
@@ -29,11 +49,16 @@ CLI::App* add_pretrain_command(CLI::App& app, PretrainOptions& o) {
       ->type_name("FILE");
   cmd->add_option("--out", o.out, "Output folder (checkpoints, metrics.jsonl)")->type_name("DIR");
   cmd->add_option("--resume", o.resume, "Continue the run in this folder from its latest checkpoint")->type_name("DIR");
-  cmd->add_option("--steps", o.train.steps, "Optimizer updates in total")
+  cmd->add_option("--steps", o.train.steps, "Optimizer updates in total (with --resume: the new total)")
       ->capture_default_str()
+      ->check(at_least(1))
       ->each([&o](const std::string&) { o.steps_given = true; });
-  cmd->add_option("--batch-size", o.train.batch_size, "Sequences per micro-batch")->capture_default_str();
-  cmd->add_option("--accum", o.train.accum, "Micro-batches per update (gradient accumulation)")->capture_default_str();
+  cmd->add_option("--batch-size", o.train.batch_size, "Sequences per micro-batch")
+      ->capture_default_str()
+      ->check(at_least(1));
+  cmd->add_option("--accum", o.train.accum, "Micro-batches per update (gradient accumulation)")
+      ->capture_default_str()
+      ->check(at_least(1));
   cmd->add_option("--seq-len", o.train.seq_len, "Sequence length (0: the model's max_len)")->capture_default_str();
   cmd->add_option("--lr", o.train.lr, "Peak learning rate")->capture_default_str();
   cmd->add_option("--warmup", o.train.warmup, "Linear warm-up steps")->capture_default_str();
@@ -45,28 +70,47 @@ CLI::App* add_pretrain_command(CLI::App& app, PretrainOptions& o) {
   cmd->add_option("--weight-decay", o.train.weight_decay, "Decoupled weight decay (not on biases, norms, embeddings)")
       ->capture_default_str();
   cmd->add_option("--clip", o.train.clip, "Global gradient-norm clipping (0: off)")->capture_default_str();
-  cmd->add_option("--eval-every", o.train.eval_every, "Validate every N steps")->capture_default_str();
+  cmd->add_option("--eval-every", o.train.eval_every, "Validate every N steps")
+      ->capture_default_str()
+      ->check(at_least(1));
   cmd->add_option("--eval-batches", o.train.eval_batches, "Validation batches (0: the whole set)")
       ->capture_default_str();
-  cmd->add_option("--save-every", o.train.save_every, "Checkpoint every N steps")->capture_default_str();
-  cmd->add_option("--log-every", o.train.log_every, "Append train metrics every N steps")->capture_default_str();
-  cmd->add_option("--keep", o.train.keep_checkpoints, "Checkpoints kept")->capture_default_str();
+  cmd->add_option("--save-every", o.train.save_every, "Checkpoint every N steps")
+      ->capture_default_str()
+      ->check(at_least(1));
+  cmd->add_option("--log-every", o.train.log_every, "Append train metrics every N steps")
+      ->capture_default_str()
+      ->check(at_least(1));
+  cmd->add_option("--keep", o.train.keep_checkpoints, "Checkpoints kept")
+      ->capture_default_str()
+      ->check(at_least(1));
   cmd->add_option("--seed", o.train.seed, "Seed (initialisation, data order, masks, dropout)")->capture_default_str();
+  add_threads_option(*cmd, o.threads);
+  o.cmd = cmd;
   return cmd;
 }
 
 void run_pretrain(PretrainOptions& o, int threads) {
-  const int nthreads = apply_threads(threads);
+  const int nthreads = apply_threads(o.threads > 0 ? o.threads : threads);
   TrainSummary s;
   if (!o.resume.empty()) {
-    if (!o.config.empty() || !o.out.empty())
-      throw ConfigError("pretrain: --resume continues a run with its own config; do not pass --config or --out");
+    // A resumed run keeps its config and options (DIR/config.json, DIR/train.json): refuse
+    // options that would otherwise be silently ignored.
+    if (o.cmd)
+      for (const CLI::Option* opt : o.cmd->get_options()) {
+        const std::string name = opt->get_name();
+        if (opt->count() > 0 && name != "--resume" && name != "--steps" && name != "--threads")
+          throw ConfigError(fmt::format("pretrain: {} cannot be used with --resume (the run keeps the options in "
+                                        "{}/train.json and config.json; only --steps and --threads may change)",
+                                        name, o.resume));
+      }
     fmt::print("pretrain: resuming {} ({} threads)\n", o.resume, nthreads);
     s = resume_pretraining(o.resume, o.steps_given ? o.train.steps : 0);
     o.out = o.resume;
   } else {
     if (o.config.empty() || o.train.train_tokens.empty() || o.train.valid_tokens.empty() || o.out.empty())
       throw ConfigError("pretrain: --config, --train, --valid and --out are required (or --resume DIR)");
+    o.train.validate();
     const ModelConfig cfg = ModelConfig::from_file(o.config);
     fmt::print("pretrain: {} attention, {} layers, d_model {}, {} steps of {}x{} sequences, {} threads -> {}\n",
                to_string(cfg.attention), cfg.n_layers, cfg.d_model, o.train.steps, o.train.batch_size,
@@ -74,11 +118,16 @@ void run_pretrain(PretrainOptions& o, int threads) {
     s = pretrain(cfg, o.train, o.out);
   }
   fmt::print("pretrain: {} steps in {:.1f} s, {:.0f} tokens/s\n", s.steps_done, s.seconds, s.tokens_per_second);
-  if (!std::isnan(s.initial_valid_loss))
-    fmt::print("pretrain: validation perplexity {:.2f} before, {:.2f} after\n", std::exp(s.initial_valid_loss),
-               std::exp(s.final_valid_loss));
-  else
-    fmt::print("pretrain: validation perplexity {:.2f}\n", std::exp(s.final_valid_loss));
+  if (s.interrupted)
+    fmt::print("pretrain: interrupted at step {}; continue with: linformer pretrain --resume {}\n", s.steps_done,
+               o.out);
+  if (!std::isnan(s.final_valid_loss)) {  // NaN: interrupted between evaluations
+    if (!std::isnan(s.initial_valid_loss))
+      fmt::print("pretrain: validation perplexity {:.2f} before, {:.2f} after\n", std::exp(s.initial_valid_loss),
+                 std::exp(s.final_valid_loss));
+    else
+      fmt::print("pretrain: validation perplexity {:.2f}\n", std::exp(s.final_valid_loss));
+  }
   fmt::print("pretrain: model in {}\n", s.checkpoint);
 }
 
@@ -88,12 +137,13 @@ CLI::App* add_fill_mask_command(CLI::App& app, FillMaskOptions& o) {
   cmd->add_option("--tokenizer", o.tokenizer, "Tokenizer model (default: tokenizer.model in the run folder)")
       ->type_name("FILE");
   cmd->add_option("--text", o.text, "Text with one or more <mask>")->required();
-  cmd->add_option("--top-k", o.top_k, "Candidates printed per mask")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--top-k", o.top_k, "Candidates printed per mask")->capture_default_str()->check(at_least(1));
+  add_threads_option(*cmd, o.threads);
   return cmd;
 }
 
 void run_fill_mask(const FillMaskOptions& o, int threads) {
-  apply_threads(threads);
+  apply_threads(o.threads > 0 ? o.threads : threads);
   std::string tok_path = o.tokenizer;
   if (tok_path.empty()) {
     tok_path = (fs::path(o.model) / "tokenizer.model").string();
@@ -146,15 +196,20 @@ CLI::App* add_eval_mlm_command(CLI::App& app, EvalMlmOptions& o) {
   CLI::App* cmd = app.add_subcommand("eval-mlm", "Masked-LM loss and perplexity of a model on a token file");
   cmd->add_option("--model", o.model, "Run folder (its latest checkpoint) or model file")->required()->type_name("PATH");
   cmd->add_option("--data", o.data, "Token file")->required()->type_name("FILE");
-  cmd->add_option("--seq-len", o.seq_len, "Sequence length (0: the model's max_len)")->capture_default_str();
-  cmd->add_option("--batch-size", o.batch_size, "Sequences per batch")->capture_default_str();
-  cmd->add_option("--max-batches", o.max_batches, "Evaluate at most this many batches (0: all)")->capture_default_str();
+  cmd->add_option("--seq-len", o.seq_len, "Sequence length (0: the model's max_len)")
+      ->capture_default_str()
+      ->check(at_least(0));
+  cmd->add_option("--batch-size", o.batch_size, "Sequences per batch")->capture_default_str()->check(at_least(1));
+  cmd->add_option("--max-batches", o.max_batches, "Evaluate at most this many batches (0: all)")
+      ->capture_default_str()
+      ->check(at_least(0));
   cmd->add_option("--seed", o.seed, "Seed of the (fixed) masks")->capture_default_str();
+  add_threads_option(*cmd, o.threads);
   return cmd;
 }
 
 void run_eval_mlm(const EvalMlmOptions& o, int threads) {
-  apply_threads(threads);
+  apply_threads(o.threads > 0 ? o.threads : threads);
   auto model = load_trained_model(o.model);
   const int n = o.seq_len > 0 ? o.seq_len : model->config().max_len;
   const double loss = evaluate_mlm(*model, o.data, n, o.batch_size, o.max_batches, o.seed);

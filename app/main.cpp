@@ -12,6 +12,8 @@
 #include "commands.hpp"
 #include "data_commands.hpp"
 #include "pretrain_commands.hpp"
+#include "task_commands.hpp"
+#include "bench_commands.hpp"
 #include "linformer/error.hpp"
 
 int main(int argc, char** argv) {
@@ -38,6 +40,10 @@ int main(int argc, char** argv) {
   CLI::App* fill_mask = add_fill_mask_command(app, fill_mask_opt);
   EvalMlmOptions eval_mlm_opt;
   CLI::App* eval_mlm = add_eval_mlm_command(app, eval_mlm_opt);
+  TaskOptions task_opt;
+  CLI::App* task = add_task_command(app, task_opt);
+  BenchOptions bench_opt;
+  CLI::App* bench = add_bench_command(app, bench_opt);
 
   try {
     app.parse(argc, argv);
@@ -60,6 +66,10 @@ int main(int argc, char** argv) {
       run_fill_mask(fill_mask_opt, threads);
     } else if (eval_mlm->parsed()) {
       run_eval_mlm(eval_mlm_opt, threads);
+    } else if (task->parsed()) {
+      run_task(task_opt);
+    } else if (bench->parsed()) {
+      run_bench(bench_opt, threads);
     }
   } catch (const linformer::Error& e) {
     fmt::print(stderr, "error: {}\n", e.what());

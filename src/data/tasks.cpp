@@ -448,6 +448,8 @@ TaskSummary summarize_task(const TaskData& task, const Tokenizer* sp) {
     st.examples = split.examples.size();
     st.per_label.assign(task.info.labels.size(), 0);
     st.min_len = SIZE_MAX;
+    std::vector<size_t> lens;
+    lens.reserve(split.examples.size());
     double sum = 0;
     for (const TaskExample& ex : split.examples) {
       ++st.per_label[ex.label];
@@ -460,10 +462,15 @@ TaskSummary summarize_task(const TaskData& task, const Tokenizer* sp) {
         }
       }
       sum += (double)len;
+      lens.push_back(len);
       st.max_len = std::max(st.max_len, len);
       st.min_len = std::min(st.min_len, len);
     }
     if (!st.examples) st.min_len = 0;
+    if (!lens.empty()) {
+      std::nth_element(lens.begin(), lens.begin() + (std::ptrdiff_t)(lens.size() / 2), lens.end());
+      st.median_len = lens[lens.size() / 2];
+    }
     st.mean_len = st.examples ? sum / (double)st.examples : 0.0;
   };
   one(task.train, s.train);

@@ -48,13 +48,17 @@ ModelConfig config_of(const SafetensorsFile& f, const std::string& path) {
   }
 }
 
-void copy_weights(Model& model, const SafetensorsFile& f, const std::string& path) {
+// Copies every model tensor from the file, except (when skip_prefix is not empty) those whose
+// name starts with skip_prefix: the file's tensors under it are ignored, the model's keep their values.
+void copy_weights(Model& model, const SafetensorsFile& f, const std::string& path, const std::string& skip_prefix = "") {
   ParamTable& pt = model.params();
+  auto skipped = [&](const std::string& name) { return !skip_prefix.empty() && name.starts_with(skip_prefix); };
   for (const auto& t : f.tensors)
-    if (pt.find(t.name) < 0)
+    if (!skipped(t.name) && pt.find(t.name) < 0)
       throw IoError(fmt::format("{}: unknown tensor '{}' (the model of this config has no such parameter)", path, t.name));
   for (int i = 0; i < pt.size(); ++i) {
     const ParamInfo& p = pt.info(i);
+    if (skipped(p.name)) continue;
     const NamedTensor* t = f.find(p.name);
     if (!t) throw IoError(fmt::format("{}: tensor '{}' is missing", path, p.name));
     if (t->dtype != "F32") throw IoError(fmt::format("{}: tensor '{}' has dtype {}, expected F32", path, p.name, t->dtype));
@@ -64,7 +68,8 @@ void copy_weights(Model& model, const SafetensorsFile& f, const std::string& pat
   }
   // Copy only once everything matched, so a failed load leaves the model as it was.
   for (int i = 0; i < pt.size(); ++i)
-    std::memcpy(pt.data(i), f.find(pt.info(i).name)->bytes.data(), pt.info(i).numel * sizeof(float));
+    if (!skipped(pt.info(i).name))
+      std::memcpy(pt.data(i), f.find(pt.info(i).name)->bytes.data(), pt.info(i).numel * sizeof(float));
 }
 
 }  // namespace
@@ -96,6 +101,13 @@ void load_weights(Model& model, const std::string& path) {
   SafetensorsFile f = read_safetensors(path);
   check_format(f, path);
   copy_weights(model, f, path);
+}
+
+void load_weights_except(Model& model, const std::string& path, const std::string& skip_prefix) {
+  if (skip_prefix.empty()) throw ConfigError("load_weights_except: the prefix of the tensors to skip is empty");
+  SafetensorsFile f = read_safetensors(path);
+  check_format(f, path);
+  copy_weights(model, f, path, skip_prefix);
 }
 
 }  // namespace linformer

@@ -24,6 +24,7 @@
 #include "linformer/model.hpp"
 #include "linformer/tokenizer.hpp"
 #include "train/progress.hpp"
+#include "train/run_dir.hpp"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -102,73 +103,12 @@ void TrainOptions::validate() const {
   if (eval_batches < 0) bad("eval_batches", eval_batches, "must be >= 0");
 }
 
-// ---------------------------------------------------------------- files
+// ---------------------------------------------------------------- run state
 
 namespace {
 
-void write_text_atomic(const fs::path& path, const std::string& text) {
-  fs::path tmp = path;
-  tmp += fmt::format(".tmp.{}", getpid());
-  {
-    FILE* f = std::fopen(tmp.c_str(), "wb");
-    if (!f) throw IoError(fmt::format("{}: cannot write", tmp.string()));
-    bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-    ok = std::fflush(f) == 0 && ok;
-    ok = fsync(fileno(f)) == 0 && ok;
-    ok = std::fclose(f) == 0 && ok;
-    if (!ok) {
-      fs::remove(tmp);
-      throw IoError(fmt::format("{}: write failed (disk full?)", tmp.string()));
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp);
-    throw IoError(fmt::format("{}: cannot rename into place: {}", path.string(), ec.message()));
-  }
-}
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(fmt::format("{}: cannot read", path.string()));
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-json read_json(const fs::path& path) {
-  try {
-    return json::parse(read_text(path));
-  } catch (const json::parse_error& e) {
-    throw IoError(fmt::format("{}: invalid JSON: {}", path.string(), e.what()));
-  }
-}
-
-void fsync_dir(const fs::path& dir) {
-  FILE* f = std::fopen(dir.c_str(), "r");
-  if (f) {
-    fsync(fileno(f));
-    std::fclose(f);
-  }
-}
-
-NamedTensor f32_tensor(std::string name, const std::vector<float>& v) {
-  NamedTensor t;
-  t.name = std::move(name);
-  t.dtype = "F32";
-  t.shape = {(int64_t)v.size()};
-  t.bytes.resize(v.size() * sizeof(float));
-  std::memcpy(t.bytes.data(), v.data(), t.bytes.size());
-  return t;
-}
-
-void read_f32(const SafetensorsFile& f, const std::string& name, std::vector<float>& out, const std::string& path) {
-  const NamedTensor* t = f.find(name);
-  if (!t || t->dtype != "F32" || t->bytes.size() != out.size() * sizeof(float))
-    throw IoError(fmt::format("{}: tensor '{}' missing or of the wrong size", path, name));
-  std::memcpy(out.data(), t->bytes.data(), t->bytes.size());
-}
-
-// Everything a run needs between steps; saved and restored as a whole.
+// Everything a run needs between steps; saved and restored as a whole (the checkpoint machinery,
+// metrics, signals and the NaN stop are in run_dir.cpp, shared with fine-tuning).
 struct RunState {
   int64_t step = 0;
   MlmBatcher::State data;
@@ -176,109 +116,19 @@ struct RunState {
 };
 
 void save_checkpoint(const fs::path& dir, const Model& model, const AdamW& opt, const RunState& st, int keep) {
-  const std::string name = fmt::format("ckpt-{:08d}", st.step);
-  const fs::path final_dir = dir / name;
-  const fs::path tmp_dir = dir / (name + ".tmp");
-  fs::remove_all(tmp_dir);
-  fs::create_directories(tmp_dir);
-  save_model(model, (tmp_dir / "model.safetensors").string());
-  write_safetensors((tmp_dir / "optimizer.safetensors").string(),
-                    {f32_tensor("adamw.m", opt.m()), f32_tensor("adamw.v", opt.v())},
-                    {{"adamw.steps", std::to_string(opt.steps())}});
   json s{{"step", st.step}, {"data_epoch", st.data.epoch}, {"data_cursor", st.data.cursor},
          {"dropout_counter", st.dropout_counter}};
-  write_text_atomic(tmp_dir / "state.json", s.dump(2) + "\n");
-  fsync_dir(tmp_dir);
-  fs::remove_all(final_dir);
-  fs::rename(tmp_dir, final_dir);
-  fsync_dir(dir);
-  write_text_atomic(dir / "latest", name + "\n");
-  fsync_dir(dir);
-  // Drop older checkpoints beyond `keep` (never the one `latest` names), folders left by a crash
-  // in the middle of a save (ckpt-*.tmp), and checkpoints past this step (left by a run that was
-  // rewound to an earlier checkpoint: they belong to a history that no longer exists).
-  std::vector<fs::path> old;
-  const std::regex ckpt_re("ckpt-[0-9]{8}"), tmp_re("ckpt-[0-9]{8}\\.tmp");
-  for (auto& e : fs::directory_iterator(dir)) {
-    const std::string n = e.path().filename().string();
-    if (!e.is_directory() || n == name) continue;
-    if (std::regex_match(n, tmp_re) || (std::regex_match(n, ckpt_re) && n > name))
-      fs::remove_all(e.path());
-    else if (std::regex_match(n, ckpt_re))
-      old.push_back(e.path());
-  }
-  std::sort(old.begin(), old.end());
-  while ((int)old.size() > keep - 1) {
-    fs::remove_all(old.front());
-    old.erase(old.begin());
-  }
+  linformer::save_checkpoint(dir, st.step, model, opt, s, keep);
 }
 
-RunState load_checkpoint(const fs::path& ckpt, Model& model, AdamW& opt) {
-  load_weights(model, (ckpt / "model.safetensors").string());
-  const std::string opath = (ckpt / "optimizer.safetensors").string();
-  SafetensorsFile f = read_safetensors(opath);
-  read_f32(f, "adamw.m", opt.m(), opath);
-  read_f32(f, "adamw.v", opt.v(), opath);
-  auto it = f.metadata.find("adamw.steps");
-  if (it == f.metadata.end()) throw IoError(opath + ": metadata adamw.steps missing");
-  opt.set_steps(std::stoll(it->second));
-  json s = read_json(ckpt / "state.json");
+RunState load_run_state(const fs::path& ckpt, Model& model, AdamW& opt) {
+  const json s = load_checkpoint(ckpt, model, opt);
   RunState st;
-  try {
-    st.step = s.at("step").get<int64_t>();
-    st.data.epoch = s.at("data_epoch").get<uint64_t>();
-    st.data.cursor = s.at("data_cursor").get<uint64_t>();
-    st.dropout_counter = s.at("dropout_counter").get<uint64_t>();
-  } catch (const json::exception& e) {
-    throw IoError(fmt::format("{}: {}", (ckpt / "state.json").string(), e.what()));
-  }
+  st.step = state_field<int64_t>(s, "step", ckpt);
+  st.data.epoch = state_field<uint64_t>(s, "data_epoch", ckpt);
+  st.data.cursor = state_field<uint64_t>(s, "data_cursor", ckpt);
+  st.dropout_counter = state_field<uint64_t>(s, "dropout_counter", ckpt);
   return st;
-}
-
-// SIGINT / SIGTERM: finish the current step, save a checkpoint, exit cleanly.
-// A second signal gets the default action (the process ends at once).
-std::atomic<bool> g_stop_requested{false};
-extern "C" void on_stop_signal(int sig) {
-  g_stop_requested = true;
-  std::signal(sig, SIG_DFL);  // async-signal-safe
-}
-
-struct SignalGuard {
-  struct sigaction old_int {}, old_term {};
-  SignalGuard() {
-    g_stop_requested = false;
-    struct sigaction sa {};
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
-  }
-  ~SignalGuard() {
-    sigaction(SIGINT, &old_int, nullptr);
-    sigaction(SIGTERM, &old_term, nullptr);
-  }
-};
-
-void append_metrics(const fs::path& path, const json& j) {
-  std::ofstream out(path, std::ios::app);
-  out << j.dump() << "\n";
-  out.flush();
-}
-
-// Keeps only the metric lines up to `step` (a resumed run rewrites what follows).
-void truncate_metrics(const fs::path& path, int64_t step) {
-  if (!fs::exists(path)) return;
-  std::ifstream in(path);
-  std::string line, kept;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    try {
-      if (json::parse(line).value("step", (int64_t)0) <= step) kept += line + "\n";
-    } catch (const json::exception&) {  // a line cut by a crash: drop it
-    }
-  }
-  write_text_atomic(path, kept);
 }
 
 // The sequence length of a run, after checking it and the token files against the model.
@@ -295,24 +145,6 @@ int check_run_inputs(const ModelConfig& cfg, const TrainOptions& o) {
                                    path, f.max_id(), cfg.vocab_size));
   }
   return seq_len;
-}
-
-// The stop message: what went wrong, and what is left to continue from.
-[[noreturn]] void stop_training(const fs::path& dir, const std::string& what) {
-  std::string kept;
-  try {
-    kept = fmt::format("the last good checkpoint is {}", latest_checkpoint(dir.string()));
-  } catch (const Error&) {
-    kept = "no checkpoint was saved";
-  }
-  throw Error(fmt::format("training stopped: {}; {} (try a lower --lr or a longer --warmup)", what, kept));
-}
-
-bool all_finite(const std::vector<float>& v) {
-  int bad = 0;
-#pragma omp parallel for reduction(+ : bad) schedule(static)
-  for (size_t i = 0; i < v.size(); ++i) bad += !std::isfinite(v[i]);
-  return bad == 0;
 }
 
 TrainSummary run_loop(Model& model, const TrainOptions& o, const fs::path& dir, RunState st, AdamW& opt) {
@@ -335,7 +167,7 @@ TrainSummary run_loop(Model& model, const TrainOptions& o, const fs::path& dir, 
     return evaluate_mlm(model, o.valid_tokens, seq_len, o.batch_size, o.eval_batches, o.seed + 1);
   };
 
-  SignalGuard signals;  // from here on, SIGINT/SIGTERM stop cleanly after the current step
+  StopSignalGuard signals;  // from here on, SIGINT/SIGTERM stop cleanly after the current step
   TrainSummary sum;
   if (st.step == 0) {
     double vl = eval();
@@ -398,7 +230,7 @@ TrainSummary run_loop(Model& model, const TrainOptions& o, const fs::path& dir, 
       progress.message(fmt::format("step {}: validation loss {:.4f}, perplexity {:.2f}", st.step, last_valid,
                                    std::exp(last_valid)));
     }
-    const bool stop = g_stop_requested.load();
+    const bool stop = stop_requested();
     if (st.step % o.save_every == 0 || st.step == o.steps || stop) {
       save();
       saved_at_end = st.step == o.steps || stop;
@@ -422,18 +254,6 @@ TrainSummary run_loop(Model& model, const TrainOptions& o, const fs::path& dir, 
 }
 
 }  // namespace
-
-std::string latest_checkpoint(const std::string& out_dir) {
-  const fs::path p = fs::path(out_dir) / "latest";
-  if (!fs::exists(p)) throw IoError(fmt::format("{}: no checkpoint (file 'latest' is missing)", out_dir));
-  std::string name = read_text(p);
-  while (!name.empty() && std::isspace((unsigned char)name.back())) name.pop_back();
-  if (!std::regex_match(name, std::regex("ckpt-[0-9]{8}")))
-    throw IoError(fmt::format("{}: 'latest' names '{}', not a checkpoint folder", out_dir, name));
-  const fs::path dir = fs::path(out_dir) / name;
-  if (!fs::is_directory(dir)) throw IoError(fmt::format("{}: checkpoint folder {} is missing", out_dir, name));
-  return dir.string();
-}
 
 std::unique_ptr<Model> load_trained_model(const std::string& path) {
   if (fs::is_directory(path)) {
@@ -528,7 +348,7 @@ TrainSummary resume_pretraining(const std::string& out_dir, int64_t steps) {
   if (steps < 0) throw ConfigError(fmt::format("train options: steps = {} must be at least 1", steps));
   Model model(cfg);
   AdamW adam(model.params(), AdamWOptions{o.lr, o.beta1, o.beta2, o.eps, o.weight_decay});
-  RunState st = load_checkpoint(ckpt, model, adam);
+  RunState st = load_run_state(ckpt, model, adam);
   const int64_t total = steps > 0 ? steps : o.steps;
   if (st.step >= total)
     throw ConfigError(fmt::format("{}: the run already reached step {} of {}; pass a larger --steps to continue",

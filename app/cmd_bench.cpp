@@ -1,0 +1,362 @@
+// linformer bench. Every measurement of a model runs in a forked child process, so that its peak
+// resident memory (getrusage of the child) is its own and a configuration that runs out of
+// memory cannot take the benchmark down. Times are medians over --repeats runs after a warm-up.
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+#include <nlohmann/json.hpp>
+#include <omp.h>
+
+#include "bench_commands.hpp"
+#include "commands.hpp"
+#include "kernels/kernels.hpp"
+#include "linformer/error.hpp"
+#include "linformer/model.hpp"
+#include "linformer/optimizer.hpp"
+
+using json = nlohmann::json;
+
+namespace linformer::app {
+
+namespace {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? NAN : v[v.size() / 2];
+}
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+long current_rss_kb() {
+  std::ifstream f("/proc/self/statm");
+  long pages = 0, resident = 0;
+  f >> pages >> resident;
+  return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+std::string cpu_name() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown CPU";
+}
+
+struct Measure {
+  bool ok = false;
+  std::string error;
+  double seconds = NAN;     // median per run
+  double static_mb = NAN;   // RSS after building the model, before any forward
+  double peak_mb = NAN;     // peak RSS of the child
+};
+
+// Runs one measurement in a fresh process: this binary again, with the hidden --child-* options
+// (fork + exec: a forked OpenMP process cannot safely use threads without exec). The child prints
+// "RESULT <seconds> <static MB>"; wait4 gives its peak RSS.
+Measure in_child(const BenchOptions& o, const std::string& mode, const std::string& kind, int n, int k) {
+  std::vector<std::string> args = {"/proc/self/exe", "--threads", std::to_string(omp_get_max_threads()), "bench",
+                                   "--child-mode", mode, "--child-kind", kind, "--child-n", std::to_string(n),
+                                   "--child-k", std::to_string(k), "--d-model", std::to_string(o.d_model),
+                                   "--heads", std::to_string(o.heads), "--d-ff", std::to_string(o.d_ff),
+                                   "--layers", std::to_string(o.layers), "--vocab", std::to_string(o.vocab),
+                                   "--batch", std::to_string(o.batch), "--repeats", std::to_string(o.repeats)};
+  int pipefd[2];
+  if (pipe(pipefd) != 0) throw Error("bench: pipe failed");
+  std::fflush(stdout);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = fork();
+  if (pid < 0) throw Error("bench: fork failed");
+  if (pid == 0) {
+    dup2(pipefd[1], STDOUT_FILENO);
+    close(pipefd[0]);
+    close(pipefd[1]);
+    execv("/proc/self/exe", argv.data());
+    _exit(127);
+  }
+  close(pipefd[1]);
+  std::string text;
+  char buf[256];
+  ssize_t got;
+  while ((got = read(pipefd[0], buf, sizeof buf)) > 0) text.append(buf, got);
+  close(pipefd[0]);
+  int status = 0;
+  rusage ru{};
+  wait4(pid, &status, 0, &ru);
+  Measure m;
+  m.peak_mb = ru.ru_maxrss / 1024.0;
+  const size_t at = text.find("RESULT ");
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && at != std::string::npos &&
+      std::sscanf(text.c_str() + at, "RESULT %lf %lf", &m.seconds, &m.static_mb) == 2) {
+    m.ok = true;
+  } else {
+    m.error = WIFSIGNALED(status) ? fmt::format("killed by signal {} (out of memory?)", WTERMSIG(status))
+                                  : fmt::format("failed (exit {})", WEXITSTATUS(status));
+  }
+  return m;
+}
+
+ModelConfig bench_config(const BenchOptions& o, const std::string& kind, int n, int k) {
+  ModelConfig c;
+  c.vocab_size = o.vocab;
+  c.max_len = n;
+  c.d_model = o.d_model;
+  c.n_heads = o.heads;
+  c.d_ff = o.d_ff;
+  c.n_layers = o.layers;
+  c.dropout = 0.1f;
+  c.attention_dropout = 0.1f;
+  c.attention = kind == "full" ? AttentionKind::Full : kind == "tiled" ? AttentionKind::Tiled : AttentionKind::Linformer;
+  c.k = {std::min(k, n)};
+  c.sharing = Sharing::Layerwise;  // the paper's Table 3 setting
+  c.validate();
+  return c;
+}
+
+Batch random_batch(int B, int n, int vocab) {
+  std::mt19937 rng(1);
+  std::vector<std::vector<int32_t>> seqs(B, std::vector<int32_t>(n));
+  for (auto& s : seqs)
+    for (auto& id : s) id = (int32_t)(5 + rng() % (vocab - 5));
+  return Batch::from_sequences(seqs);
+}
+
+// Bytes of the n x n probability buffers full attention needs (forward, per layer, reused).
+double full_attention_gb(const BenchOptions& o, int n, bool training) {
+  double p = (double)o.batch * o.heads * n * n * 4.0;
+  return (training ? 3.0 * o.layers : 1.0) * p / 1e9;  // training keeps P per layer (+ dP)
+}
+
+// Child side: returns {median seconds, RSS in MB before the first forward}.
+std::pair<double, double> time_inference(const BenchOptions& o, const std::string& kind, int n, int k) {
+  {
+    Model m(bench_config(o, kind, n, k));
+    m.init(1);
+    m.eval();
+    Batch b = random_batch(o.batch, n, o.vocab);
+    const double static_mb = current_rss_kb() / 1024.0;
+    m.encode(b);  // warm-up: allocates the activation buffers
+    std::vector<double> t;
+    for (int r = 0; r < o.repeats; ++r) {
+      double t0 = now_s();
+      m.encode(b);
+      t.push_back(now_s() - t0);
+    }
+    return {median(t), static_mb};
+  }
+}
+
+std::pair<double, double> time_train_step(const BenchOptions& o, const std::string& kind, int n, int k) {
+  {
+    Model m(bench_config(o, kind, n, k));
+    m.init(1);
+    m.train();
+    AdamW opt(m.params(), AdamWOptions{});
+    Batch b = random_batch(o.batch, n, o.vocab);
+    std::vector<int32_t> labels(b.ids.size(), kIgnoreIndex);
+    for (size_t i = 0; i < labels.size(); i += 7) labels[i] = b.ids[i];  // ~15% labelled
+    const double static_mb = current_rss_kb() / 1024.0;
+    std::vector<double> t;
+    for (int r = 0; r <= o.repeats; ++r) {
+      double t0 = now_s();
+      m.zero_grad();
+      m.forward_mlm(b, labels);
+      m.backward();
+      clip_grad_norm(m.params(), 1.0f);
+      opt.step(1e-4f);
+      if (r > 0) t.push_back(now_s() - t0);  // r == 0 is the warm-up
+    }
+    return {median(t), static_mb};
+  }
+}
+
+Measure measure_inference(const BenchOptions& o, const std::string& kind, int n, int k) {
+  return in_child(o, "infer", kind, n, k);
+}
+Measure measure_train_step(const BenchOptions& o, const std::string& kind, int n, int k) {
+  return in_child(o, "train", kind, n, k);
+}
+
+void run_ceiling(const BenchOptions& o, json& out) {
+  fmt::print("\n## Matmul ceiling (oneDNN sgemm, float32, {} threads)\n\n", omp_get_max_threads());
+  fmt::print("| shape (M x N x K) | what | GFLOP/s |\n|---|---|---|\n");
+  const int n = std::min(2048, o.n.empty() ? 512 : *std::max_element(o.n.begin(), o.n.end()));
+  const int d = o.d_model, dh = o.d_model / o.heads, k = o.k.empty() ? 256 : o.k[0];
+  struct Shape {
+    int M, N, K;
+    std::string what;
+  };
+  std::vector<Shape> shapes = {{n, d, d, "q/k/v/out maps"},
+                               {n, o.d_ff, d, "FFN up"},
+                               {n, d, o.d_ff, "FFN down"},
+                               {k, d, n, "projection E X"},
+                               {n, k, dh, "per-head scores (n x k)"}};
+  for (const Shape& s : shapes) {
+    std::vector<float> A((size_t)s.M * s.K, 0.5f), B((size_t)s.K * s.N, 0.25f), C((size_t)s.M * s.N);
+    const double flop = 2.0 * s.M * s.N * s.K;
+    int reps = std::max(3, (int)(2e10 / flop));
+    reps = std::min(reps, 200);
+    std::vector<double> t;
+    kernels::matmul(false, false, s.M, s.N, s.K, 1.0f, A.data(), s.K, B.data(), s.N, 0.0f, C.data(), s.N);
+    for (int r = 0; r < reps; ++r) {
+      double t0 = now_s();
+      kernels::matmul(false, false, s.M, s.N, s.K, 1.0f, A.data(), s.K, B.data(), s.N, 0.0f, C.data(), s.N);
+      t.push_back(now_s() - t0);
+    }
+    const double gf = flop / median(t) / 1e9;
+    fmt::print("| {} x {} x {} | {} | {:.0f} |\n", s.M, s.N, s.K, s.what, gf);
+    out["ceiling"].push_back({{"M", s.M}, {"N", s.N}, {"K", s.K}, {"what", s.what}, {"gflops", gf}});
+  }
+}
+
+std::string fmt_time(double s) { return std::isnan(s) ? "-" : fmt::format("{:.1f} ms", s * 1e3); }
+std::string fmt_mb(double mb) { return std::isnan(mb) ? "-" : fmt::format("{:.0f}", mb); }
+
+void run_table3(const BenchOptions& o, json& out) {
+  const double budget_mb = o.mem_budget_gb * 1024;
+  fmt::print("\n## Table 3 on this CPU: whole-encoder inference, batch {}, {} layers, d {}, {} heads, FFN {}\n",
+             o.batch, o.layers, o.d_model, o.heads, o.d_ff);
+  fmt::print("Linformer uses layerwise sharing (as the paper's Table 3). Time: median of {} runs. "
+             "Memory: peak RSS of the run (MB); 'batch ratio' is the paper's measure, the largest batch that fits "
+             "{:.0f} GB for full attention over that for Linformer, from each run's memory per sequence.\n\n",
+             o.repeats, o.mem_budget_gb);
+  fmt::print("| n | kind | k | time | speed-up vs full | speed-up vs tiled | peak MB | batch ratio vs full |\n");
+  fmt::print("|---|---|---|---|---|---|---|---|\n");
+  for (int n : o.n) {
+    Measure full, tiled;
+    auto max_batch = [&](const Measure& m) {
+      if (!m.ok) return 0.0;
+      const double per_seq = std::max(1.0, (m.peak_mb - m.static_mb) / o.batch);
+      return std::floor((budget_mb - m.static_mb) / per_seq);
+    };
+    for (const std::string& kind : o.kinds) {
+      if (kind == "linformer") continue;
+      Measure m;
+      if (kind == "full" && full_attention_gb(o, n, false) > o.mem_budget_gb) {
+        m.error = fmt::format("does not fit: its n x n buffer alone is {:.1f} GB", full_attention_gb(o, n, false));
+      } else {
+        m = measure_inference(o, kind, n, 0);
+      }
+      (kind == "full" ? full : tiled) = m;
+      fmt::print("| {} | {} | - | {} | 1.00x | - | {} | {} |\n", n, kind, m.ok ? fmt_time(m.seconds) : m.error,
+                 fmt_mb(m.peak_mb), kind == "full" ? "1.00" : "-");
+      out["table3"].push_back({{"n", n}, {"kind", kind}, {"ok", m.ok}, {"error", m.error}, {"seconds", m.seconds},
+                               {"peak_mb", m.peak_mb}, {"static_mb", m.static_mb}});
+      std::fflush(stdout);
+    }
+    if (std::find(o.kinds.begin(), o.kinds.end(), "linformer") == o.kinds.end()) continue;
+    for (int k : o.k) {
+      if (k >= n) continue;
+      Measure m = measure_inference(o, "linformer", n, k);
+      const double vs_full = full.ok && m.ok ? full.seconds / m.seconds : NAN;
+      const double vs_tiled = tiled.ok && m.ok ? tiled.seconds / m.seconds : NAN;
+      const double bf = max_batch(full), bl = max_batch(m);
+      const std::string ratio = bf > 0 && bl > 0 ? fmt::format("{:.1f}x", bl / bf) : (m.ok ? "full does not fit" : "-");
+      fmt::print("| {} | linformer | {} | {} | {} | {} | {} | {} |\n", n, k, m.ok ? fmt_time(m.seconds) : m.error,
+                 std::isnan(vs_full) ? "-" : fmt::format("{:.2f}x", vs_full),
+                 std::isnan(vs_tiled) ? "-" : fmt::format("{:.2f}x", vs_tiled), fmt_mb(m.peak_mb), ratio);
+      out["table3"].push_back({{"n", n}, {"kind", "linformer"}, {"k", k}, {"ok", m.ok}, {"error", m.error},
+                               {"seconds", m.seconds}, {"peak_mb", m.peak_mb}, {"static_mb", m.static_mb},
+                               {"speedup_vs_full", vs_full}, {"speedup_vs_tiled", vs_tiled},
+                               {"batch_ratio_vs_full", bf > 0 && bl > 0 ? bl / bf : NAN}});
+      std::fflush(stdout);
+    }
+  }
+}
+
+void run_train_step(const BenchOptions& o, json& out) {
+  const int k = o.k.empty() ? 256 : o.k[0];
+  fmt::print("\n## Training step (forward, backward, clipping, AdamW), batch {}, {} layers, d {}; Linformer k = {}\n\n",
+             o.batch, o.layers, o.d_model, k);
+  fmt::print("| n | kind | step time | vs full | peak MB |\n|---|---|---|---|---|\n");
+  for (int n : o.n) {
+    double full_t = NAN;
+    for (const std::string& kind : o.kinds) {
+      Measure m;
+      if (kind == "full" && full_attention_gb(o, n, true) > o.mem_budget_gb)
+        m.error = fmt::format("does not fit ({:.1f} GB of n x n buffers)", full_attention_gb(o, n, true));
+      else
+        m = measure_train_step(o, kind, n, k);
+      if (kind == "full" && m.ok) full_t = m.seconds;
+      fmt::print("| {} | {} | {} | {} | {} |\n", n, kind, m.ok ? fmt_time(m.seconds) : m.error,
+                 m.ok && !std::isnan(full_t) ? fmt::format("{:.2f}x", full_t / m.seconds) : "-", fmt_mb(m.peak_mb));
+      out["train_step"].push_back({{"n", n}, {"kind", kind}, {"k", k}, {"ok", m.ok}, {"error", m.error},
+                                   {"seconds", m.seconds}, {"peak_mb", m.peak_mb}});
+      std::fflush(stdout);
+    }
+  }
+}
+
+}  // namespace
+
+CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
+  CLI::App* cmd = app.add_subcommand("bench", "Benchmarks: matmul ceiling, the paper's Table 3, training steps");
+  cmd->add_flag("--ceiling", o.ceiling, "Measure the matmul GFLOP/s of the shapes the model uses");
+  cmd->add_flag("--table3", o.table3, "Inference time and memory: Linformer vs full and tiled exact attention");
+  cmd->add_flag("--train-step", o.train_step, "Training-step time and memory for each attention kind");
+  cmd->add_option("--n", o.n, "Sequence lengths")->delimiter(',')->capture_default_str();
+  cmd->add_option("--k", o.k, "Linformer projected lengths")->delimiter(',')->capture_default_str();
+  cmd->add_option("--kinds", o.kinds, "Attention kinds (full, tiled, linformer)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"full", "tiled", "linformer"}))
+      ->capture_default_str();
+  cmd->add_option("--d-model", o.d_model, "Model width")->capture_default_str();
+  cmd->add_option("--heads", o.heads, "Attention heads")->capture_default_str();
+  cmd->add_option("--d-ff", o.d_ff, "FFN width")->capture_default_str();
+  cmd->add_option("--layers", o.layers, "Layers")->capture_default_str();
+  cmd->add_option("--vocab", o.vocab, "Vocabulary size")->capture_default_str();
+  cmd->add_option("--batch", o.batch, "Batch size")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--repeats", o.repeats, "Timed runs per measurement (median)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--mem-budget-gb", o.mem_budget_gb, "Memory budget: skips what cannot fit; batch-ratio basis")
+      ->capture_default_str();
+  cmd->add_option("--json", o.json, "Also write the results as JSON to this file")->type_name("FILE");
+  // Internal options: one measurement in a child process.
+  cmd->add_option("--child-mode", o.child_mode)->group("");
+  cmd->add_option("--child-kind", o.child_kind)->group("");
+  cmd->add_option("--child-n", o.child_n)->group("");
+  cmd->add_option("--child-k", o.child_k)->group("");
+  return cmd;
+}
+
+void run_bench(const BenchOptions& o, int threads) {
+  const int nthreads = apply_threads(threads);
+  if (!o.child_mode.empty()) {
+    auto r = o.child_mode == "train" ? time_train_step(o, o.child_kind, o.child_n, o.child_k)
+                                     : time_inference(o, o.child_kind, o.child_n, o.child_k);
+    fmt::print("RESULT {:.9f} {:.3f}\n", r.first, r.second);
+    return;
+  }
+  if (!o.ceiling && !o.table3 && !o.train_step)
+    throw ConfigError("bench: choose at least one of --ceiling, --table3, --train-step");
+  fmt::print("# linformer bench\n\nCPU: {} ({} hardware threads); OpenMP threads: {}\n", cpu_name(),
+             std::thread::hardware_concurrency(), nthreads);
+  json out = {{"cpu", cpu_name()}, {"threads", nthreads},
+              {"config", {{"d_model", o.d_model}, {"heads", o.heads}, {"d_ff", o.d_ff}, {"layers", o.layers},
+                          {"vocab", o.vocab}, {"batch", o.batch}, {"repeats", o.repeats}}}};
+  if (o.ceiling) run_ceiling(o, out);
+  if (o.table3) run_table3(o, out);
+  if (o.train_step) run_train_step(o, out);
+  if (!o.json.empty()) {
+    const std::string tmp = o.json + ".tmp";
+    std::ofstream(tmp) << out.dump(2) << "\n";
+    if (std::rename(tmp.c_str(), o.json.c_str()) != 0) throw IoError(o.json + ": cannot write");
+  }
+}
+
+}  // namespace linformer::app

@@ -1,0 +1,246 @@
+// The run-folder machinery shared by pretraining and fine-tuning. See run_dir.hpp.
+#include "train/run_dir.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <regex>
+
+#include "linformer/checkpoint.hpp"
+#include "linformer/model.hpp"
+#include "linformer/optimizer.hpp"
+#include "linformer/trainer.hpp"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace linformer {
+
+// ---------------------------------------------------------------- files
+
+void write_text_atomic(const fs::path& path, const std::string& text) {
+  fs::path tmp = path;
+  tmp += fmt::format(".tmp.{}", getpid());
+  {
+    FILE* f = std::fopen(tmp.c_str(), "wb");
+    if (!f) throw IoError(fmt::format("{}: cannot write", tmp.string()));
+    bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+    ok = std::fflush(f) == 0 && ok;
+    ok = fsync(fileno(f)) == 0 && ok;
+    ok = std::fclose(f) == 0 && ok;
+    if (!ok) {
+      fs::remove(tmp);
+      throw IoError(fmt::format("{}: write failed (disk full?)", tmp.string()));
+    }
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) {
+    fs::remove(tmp);
+    throw IoError(fmt::format("{}: cannot rename into place: {}", path.string(), ec.message()));
+  }
+}
+
+void copy_file_atomic(const fs::path& from, const fs::path& to) {
+  fs::path tmp = to;
+  tmp += fmt::format(".tmp.{}", getpid());
+  std::error_code ec;
+  fs::copy_file(from, tmp, fs::copy_options::overwrite_existing, ec);
+  if (!ec) fs::rename(tmp, to, ec);
+  if (ec) {
+    fs::remove(tmp, ec);
+    throw IoError(fmt::format("{}: cannot copy to {}", from.string(), to.string()));
+  }
+}
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw IoError(fmt::format("{}: cannot read", path.string()));
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+json read_json(const fs::path& path) {
+  try {
+    return json::parse(read_text(path));
+  } catch (const json::parse_error& e) {
+    throw IoError(fmt::format("{}: invalid JSON: {}", path.string(), e.what()));
+  }
+}
+
+void fsync_dir(const fs::path& dir) {
+  FILE* f = std::fopen(dir.c_str(), "r");
+  if (f) {
+    fsync(fileno(f));
+    std::fclose(f);
+  }
+}
+
+// ---------------------------------------------------------------- checkpoints
+
+namespace {
+
+NamedTensor f32_tensor(std::string name, const std::vector<float>& v) {
+  NamedTensor t;
+  t.name = std::move(name);
+  t.dtype = "F32";
+  t.shape = {(int64_t)v.size()};
+  t.bytes.resize(v.size() * sizeof(float));
+  std::memcpy(t.bytes.data(), v.data(), t.bytes.size());
+  return t;
+}
+
+void read_f32(const SafetensorsFile& f, const std::string& name, std::vector<float>& out, const std::string& path) {
+  const NamedTensor* t = f.find(name);
+  if (!t || t->dtype != "F32" || t->bytes.size() != out.size() * sizeof(float))
+    throw IoError(fmt::format("{}: tensor '{}' missing or of the wrong size", path, name));
+  std::memcpy(out.data(), t->bytes.data(), t->bytes.size());
+}
+
+}  // namespace
+
+fs::path save_checkpoint(const fs::path& dir, int64_t step, const Model& model, const AdamW& opt, const json& state,
+                         int keep) {
+  const std::string name = fmt::format("ckpt-{:08d}", step);
+  const fs::path final_dir = dir / name;
+  const fs::path tmp_dir = dir / (name + ".tmp");
+  fs::remove_all(tmp_dir);
+  fs::create_directories(tmp_dir);
+  save_model(model, (tmp_dir / "model.safetensors").string());
+  write_safetensors((tmp_dir / "optimizer.safetensors").string(),
+                    {f32_tensor("adamw.m", opt.m()), f32_tensor("adamw.v", opt.v())},
+                    {{"adamw.steps", std::to_string(opt.steps())}});
+  write_text_atomic(tmp_dir / "state.json", state.dump(2) + "\n");
+  fsync_dir(tmp_dir);
+  fs::remove_all(final_dir);
+  fs::rename(tmp_dir, final_dir);
+  fsync_dir(dir);
+  write_text_atomic(dir / "latest", name + "\n");
+  fsync_dir(dir);
+  // Drop older checkpoints beyond `keep` (never the one `latest` names), folders left by a crash
+  // in the middle of a save (ckpt-*.tmp), and checkpoints past this step (left by a run that was
+  // rewound to an earlier checkpoint: they belong to a history that no longer exists).
+  std::vector<fs::path> old;
+  const std::regex ckpt_re("ckpt-[0-9]{8}"), tmp_re("ckpt-[0-9]{8}\\.tmp");
+  for (auto& e : fs::directory_iterator(dir)) {
+    const std::string n = e.path().filename().string();
+    if (!e.is_directory() || n == name) continue;
+    if (std::regex_match(n, tmp_re) || (std::regex_match(n, ckpt_re) && n > name))
+      fs::remove_all(e.path());
+    else if (std::regex_match(n, ckpt_re))
+      old.push_back(e.path());
+  }
+  std::sort(old.begin(), old.end());
+  while ((int)old.size() > keep - 1) {
+    fs::remove_all(old.front());
+    old.erase(old.begin());
+  }
+  return final_dir;
+}
+
+json load_checkpoint(const fs::path& ckpt, Model& model, AdamW& opt) {
+  load_weights(model, (ckpt / "model.safetensors").string());
+  const std::string opath = (ckpt / "optimizer.safetensors").string();
+  SafetensorsFile f = read_safetensors(opath);
+  read_f32(f, "adamw.m", opt.m(), opath);
+  read_f32(f, "adamw.v", opt.v(), opath);
+  auto it = f.metadata.find("adamw.steps");
+  if (it == f.metadata.end()) throw IoError(opath + ": metadata adamw.steps missing");
+  try {
+    opt.set_steps(std::stoll(it->second));
+  } catch (const std::exception&) {
+    throw IoError(fmt::format("{}: metadata adamw.steps '{}' is not an integer", opath, it->second));
+  }
+  return read_json(ckpt / "state.json");
+}
+
+std::string latest_checkpoint(const std::string& out_dir) {
+  const fs::path p = fs::path(out_dir) / "latest";
+  if (!fs::exists(p)) throw IoError(fmt::format("{}: no checkpoint (file 'latest' is missing)", out_dir));
+  std::string name = read_text(p);
+  while (!name.empty() && std::isspace((unsigned char)name.back())) name.pop_back();
+  if (!std::regex_match(name, std::regex("ckpt-[0-9]{8}")))
+    throw IoError(fmt::format("{}: 'latest' names '{}', not a checkpoint folder", out_dir, name));
+  const fs::path dir = fs::path(out_dir) / name;
+  if (!fs::is_directory(dir)) throw IoError(fmt::format("{}: checkpoint folder {} is missing", out_dir, name));
+  return dir.string();
+}
+
+// ---------------------------------------------------------------- metrics
+
+void append_metrics(const fs::path& path, const json& j) {
+  std::ofstream out(path, std::ios::app);
+  out << j.dump() << "\n";
+  out.flush();
+}
+
+void truncate_metrics(const fs::path& path, int64_t step) {
+  if (!fs::exists(path)) return;
+  std::ifstream in(path);
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    try {
+      if (json::parse(line).value("step", (int64_t)0) <= step) kept += line + "\n";
+    } catch (const json::exception&) {  // a line cut by a crash: drop it
+    }
+  }
+  write_text_atomic(path, kept);
+}
+
+// ---------------------------------------------------------------- signals
+
+namespace {
+std::atomic<bool> g_stop_requested{false};
+extern "C" void on_stop_signal(int sig) {
+  g_stop_requested = true;
+  std::signal(sig, SIG_DFL);  // async-signal-safe
+}
+}  // namespace
+
+struct StopSignalGuard::Saved {
+  struct sigaction old_int {}, old_term {};
+};
+
+StopSignalGuard::StopSignalGuard() : saved_(new Saved) {
+  g_stop_requested = false;
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, &saved_->old_int);
+  sigaction(SIGTERM, &sa, &saved_->old_term);
+}
+
+StopSignalGuard::~StopSignalGuard() {
+  sigaction(SIGINT, &saved_->old_int, nullptr);
+  sigaction(SIGTERM, &saved_->old_term, nullptr);
+  delete saved_;
+}
+
+bool stop_requested() { return g_stop_requested.load(); }
+
+// ---------------------------------------------------------------- stopping on NaN
+
+void stop_training(const fs::path& dir, const std::string& what) {
+  std::string kept;
+  try {
+    kept = fmt::format("the last good checkpoint is {}", latest_checkpoint(dir.string()));
+  } catch (const Error&) {
+    kept = "no checkpoint was saved";
+  }
+  throw Error(fmt::format("training stopped: {}; {} (try a lower --lr or a longer --warmup)", what, kept));
+}
+
+bool all_finite(const std::vector<float>& v) {
+  int bad = 0;
+#pragma omp parallel for reduction(+ : bad) schedule(static)
+  for (size_t i = 0; i < v.size(); ++i) bad += !std::isfinite(v[i]);
+  return bad == 0;
+}
+
+}  // namespace linformer

@@ -1,0 +1,81 @@
+// The machinery of a training run folder, shared by the pretraining loop (trainer.cpp) and the
+// fine-tuning loop (finetune.cpp): atomic text files, checkpoints of model + AdamW + loop state
+// with the `latest` pointer, metrics.jsonl, the SIGINT/SIGTERM guard and the NaN stop.
+//
+// A checkpoint folder DIR/ckpt-SSSSSSSS/ holds model.safetensors, optimizer.safetensors (AdamW
+// moments `adamw.m`, `adamw.v`, metadata `adamw.steps`) and state.json (whatever the loop needs
+// to continue: its step, data position, dropout counter). It is written as ckpt-SSSSSSSS.tmp/,
+// renamed when complete, and only then does DIR/latest (replaced atomically) name it.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "linformer/error.hpp"
+
+namespace linformer {
+
+class Model;
+class AdamW;
+
+// Writes `text` to `path` atomically: a temporary file in the same folder, flushed and fsynced,
+// then renamed over `path`. IoError naming the file.
+void write_text_atomic(const std::filesystem::path& path, const std::string& text);
+// Copies a file atomically (temporary copy, then rename). IoError naming both files.
+void copy_file_atomic(const std::filesystem::path& from, const std::filesystem::path& to);
+std::string read_text(const std::filesystem::path& path);      // IoError if unreadable
+nlohmann::json read_json(const std::filesystem::path& path);   // IoError naming the file if invalid
+void fsync_dir(const std::filesystem::path& dir);
+
+// Saves the checkpoint of `step` in dir (see above); `state` is written as its state.json. Keeps
+// the `keep` newest checkpoints, removes leftover ckpt-*.tmp folders and checkpoints past `step`
+// (left by a run rewound to an older checkpoint). Returns the checkpoint folder.
+std::filesystem::path save_checkpoint(const std::filesystem::path& dir, int64_t step, const Model& model,
+                                      const AdamW& opt, const nlohmann::json& state, int keep);
+// Loads a checkpoint folder's weights (exactly the model's tensors) and AdamW state into `model`
+// and `opt`; returns its state.json.
+nlohmann::json load_checkpoint(const std::filesystem::path& ckpt, Model& model, AdamW& opt);
+// A field of a checkpoint's state.json; IoError naming the file and the field when it is missing
+// or of the wrong type.
+template <class T>
+T state_field(const nlohmann::json& state, const char* key, const std::filesystem::path& ckpt) {
+  try {
+    return state.at(key).get<T>();
+  } catch (const nlohmann::json::exception&) {
+    throw IoError(fmt::format("{}: field '{}' is missing or has the wrong type", (ckpt / "state.json").string(), key));
+  }
+}
+
+// metrics.jsonl: one JSON object per line, appended (and flushed) as the run goes.
+void append_metrics(const std::filesystem::path& path, const nlohmann::json& line);
+// Keeps only the lines whose "step" is at most `step` (a resumed run rewrites what follows) and
+// drops a line cut by a crash. Rewrites the file atomically; nothing to do if it does not exist.
+void truncate_metrics(const std::filesystem::path& path, int64_t step);
+
+// SIGINT / SIGTERM while a guard lives: stop_requested() becomes true (the loop finishes its step,
+// saves a checkpoint and returns); a second signal gets the default action (the process ends at
+// once). The previous handlers are restored when the guard goes.
+class StopSignalGuard {
+ public:
+  StopSignalGuard();
+  ~StopSignalGuard();
+  StopSignalGuard(const StopSignalGuard&) = delete;
+  StopSignalGuard& operator=(const StopSignalGuard&) = delete;
+
+ private:
+  struct Saved;
+  Saved* saved_;
+};
+bool stop_requested();
+
+// Throws Error("training stopped: WHAT; the last good checkpoint is DIR/ckpt-... (try a lower
+// --lr or a longer --warmup)") ("no checkpoint was saved" when there is none).
+[[noreturn]] void stop_training(const std::filesystem::path& dir, const std::string& what);
+
+bool all_finite(const std::vector<float>& v);
+
+}  // namespace linformer

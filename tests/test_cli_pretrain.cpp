@@ -1,0 +1,318 @@
+// End-to-end tests of `linformer pretrain`, `fill-mask` and `eval-mlm` (LINFORMER_BIN, set by
+// tests/CMakeLists.txt for test_cli*): the whole pipeline from text (tokenizer train, encode,
+// pretrain, fill-mask, eval-mlm), SIGTERM in the middle of a run (exit 0, a checkpoint, and
+// --resume gives the same run as an uninterrupted one), a non-finite loss (exit 1, `latest`
+// unchanged), and bad input (non-zero exit, a message naming the file or option, nothing written).
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "linformer/checkpoint.hpp"
+#include "pretrain_test_util.hpp"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using namespace pretrain_test;
+
+namespace {
+
+struct RunResult {
+  int code = -1;       // exit status (-1: killed by a signal)
+  std::string output;  // stdout and stderr together
+};
+
+std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+// Small and fast: one thread (the models are tiny), few evaluation batches.
+const std::string kFast = "--threads 1 --batch-size 4 --seq-len 32 --eval-batches 2 --log-every 1";
+
+class CliPretrain : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* bin = std::getenv("LINFORMER_BIN");
+    ASSERT_NE(bin, nullptr) << "LINFORMER_BIN is not set (ctest sets it to the linformer binary)";
+    bin_ = bin;
+    ASSERT_TRUE(fs::exists(bin_)) << bin_;
+    tmp_ = std::make_unique<TempDir>("linformer_test_cli_pretrain_");
+    dir_ = tmp_->path();
+  }
+
+  // Runs `linformer ARGS` in the temporary folder.
+  RunResult run(const std::string& args) const {
+    const std::string cmd = "cd " + shell_quote(dir_.string()) + " && " + shell_quote(bin_) + " " + args + " 2>&1";
+    RunResult r;
+    FILE* p = popen(cmd.c_str(), "r");
+    if (!p) {
+      ADD_FAILURE() << "popen failed: " << cmd;
+      return r;
+    }
+    char buf[4096];
+    size_t got;
+    while ((got = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, got);
+    const int status = pclose(p);
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return r;
+  }
+  void ok(const std::string& args) const {
+    const RunResult r = run(args);
+    ASSERT_EQ(r.code, 0) << "linformer " << args << ":\n" << r.output;
+  }
+
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  void write(const std::string& name, const std::string& text) const { write_file(path(name), text); }
+  std::string read(const std::string& name) const { return read_bytes(path(name)); }
+
+  // Runs a command that must fail: non-zero exit, a message that contains every one of
+  // `needles`, and no file added or removed in the folder.
+  void expect_failure(const std::string& args, const std::vector<std::string>& needles) const {
+    const std::vector<std::string> before = listing(dir_);
+    const RunResult r = run(args);
+    EXPECT_NE(r.code, 0) << "linformer " << args << " succeeded:\n" << r.output;
+    for (const std::string& n : needles)
+      EXPECT_NE(r.output.find(n), std::string::npos)
+          << "linformer " << args << ": message does not mention '" << n << "':\n" << r.output;
+    EXPECT_EQ(listing(dir_), before) << "linformer " << args << " added or removed a file";
+  }
+
+  // train.txt, valid.txt -> tok.model (40 pieces), train.tokens, valid.tokens, cfg.json.
+  void make_data(const std::string& attention = "linformer") const {
+    write("train.txt", grammar_corpus(400, 1));
+    write("valid.txt", grammar_corpus(60, 2));
+    ok("tokenizer train --input train.txt --vocab-size " + std::to_string(kTokVocab) + " --out tok.model");
+    ok("tokenizer encode --model tok.model --input train.txt --out train.tokens");
+    ok("tokenizer encode --model tok.model --input valid.txt --out valid.tokens");
+    write("cfg.json", tiny_config_json(attention));
+  }
+
+  std::string bin_;
+  std::unique_ptr<TempDir> tmp_;
+  fs::path dir_;
+};
+
+int64_t checkpoint_step(const std::string& run_dir) {
+  std::string name = read_bytes(run_dir + "/latest");
+  while (!name.empty() && std::isspace((unsigned char)name.back())) name.pop_back();
+  return json::parse(read_bytes(run_dir + "/" + name + "/state.json")).at("step").get<int64_t>();
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------ the pipeline
+
+TEST_F(CliPretrain, TextToModelToFillMask) {
+  make_data();
+  const RunResult r = run("pretrain --config cfg.json --train train.tokens --valid valid.tokens --tokenizer tok.model "
+                          "--out run --steps 40 --lr 5e-3 --warmup 4 --eval-every 20 --save-every 20 " + kFast);
+  ASSERT_EQ(r.code, 0) << r.output;
+  for (const char* m : {"pretrain: 40 steps", "tokens/s", "validation perplexity", "before", "after", "run/ckpt-00000040"})
+    EXPECT_NE(r.output.find(m), std::string::npos) << m << " not in:\n" << r.output;
+  EXPECT_EQ(read("run/latest"), "ckpt-00000040\n");
+  EXPECT_EQ(read("run/tokenizer.model"), read("tok.model"));
+  // The validation perplexity fell (the grammar is easy to start on).
+  const auto m = read_metrics(path("run/metrics.jsonl"));
+  ASSERT_FALSE(m.empty());
+  EXPECT_LT(m.back().at("valid_loss").get<double>(), m.front().at("valid_loss").get<double>());
+
+  const RunResult f = run("fill-mask --model run --text 'the cat <mask> the bird .' --top-k 3 --threads 1");
+  ASSERT_EQ(f.code, 0) << f.output;
+  EXPECT_NE(f.output.find("<mask> #1:"), std::string::npos) << f.output;
+  EXPECT_NE(f.output.find("%"), std::string::npos) << f.output;
+
+  const RunResult e = run("eval-mlm --model run --data valid.tokens --seq-len 32 --max-batches 2 --threads 1");
+  ASSERT_EQ(e.code, 0) << e.output;
+  EXPECT_NE(e.output.find("perplexity"), std::string::npos) << e.output;
+  const RunResult e2 = run("eval-mlm --model run/ckpt-00000040/model.safetensors --data valid.tokens --seq-len 32 "
+                           "--max-batches 2 --threads 1");
+  ASSERT_EQ(e2.code, 0) << e2.output;
+  EXPECT_EQ(e.output, e2.output) << "a run folder evaluates as its latest checkpoint";
+
+  // Resuming a finished run needs a larger --steps; with one it continues.
+  expect_failure("pretrain --resume run", {"run", "already reached step 40 of 40", "--steps"});
+  ok("pretrain --resume run --steps 44 --threads 1");
+  EXPECT_EQ(checkpoint_step(path("run")), 44);
+}
+
+// ------------------------------------------------------------------ SIGTERM
+
+// SIGTERM in the middle of a run: the step in progress finishes, a checkpoint is saved, the
+// process exits 0. --resume then finishes the run, and the result equals an uninterrupted run
+// (metrics and final weights bit for bit).
+TEST_F(CliPretrain, SigtermSavesACheckpointAndResumeContinues) {
+  make_data();
+  const int64_t total = 400;
+  const std::string args = "pretrain --config cfg.json --train train.tokens --valid valid.tokens --out run --steps " +
+                           std::to_string(total) + " --lr 2e-3 --warmup 10 --eval-every 50 --save-every 1000 " + kFast;
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {  // child: linformer ARGS > log.txt 2>&1, in the folder
+    if (chdir(dir_.c_str()) != 0) _exit(126);
+    const int fd = open("log.txt", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) _exit(126);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    execl("/bin/sh", "sh", "-c", ("exec " + shell_quote(bin_) + " " + args).c_str(), (char*)nullptr);
+    _exit(127);
+  }
+  // Wait for the first train step in metrics.jsonl, then ask the run to stop.
+  const auto t0 = std::chrono::steady_clock::now();
+  auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  bool started = false;
+  int status = 0;
+  bool exited = false;
+  while (seconds() < 60) {
+    if (read("run/metrics.jsonl").find("train_loss") != std::string::npos) {
+      started = true;
+      break;
+    }
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      exited = true;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  if (!exited) {
+    kill(pid, SIGTERM);
+    while (seconds() < 120 && waitpid(pid, &status, WNOHANG) != pid)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (seconds() >= 120) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      FAIL() << "linformer pretrain did not stop within a minute of SIGTERM:\n" << read("log.txt");
+    }
+  }
+  ASSERT_TRUE(started) << "the run did not start:\n" << read("log.txt");
+  ASSERT_TRUE(WIFEXITED(status)) << "killed by signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0) << ":\n"
+                                 << read("log.txt");
+  ASSERT_EQ(WEXITSTATUS(status), 0) << read("log.txt");
+  const std::string log = read("log.txt");
+  EXPECT_NE(log.find("interrupted"), std::string::npos) << log;
+  EXPECT_NE(log.find("--resume run"), std::string::npos) << log;
+  const int64_t stopped = checkpoint_step(path("run"));
+  EXPECT_GE(stopped, 1);
+  ASSERT_LT(stopped, total) << "the run finished before SIGTERM arrived; nothing to resume";
+  std::printf("SIGTERM: the run stopped after step %lld of %lld\n", (long long)stopped, (long long)total);
+  EXPECT_NE(log.find("checkpoint saved at step " + std::to_string(stopped)), std::string::npos) << log;
+  for (const json& j : read_metrics(path("run/metrics.jsonl"))) EXPECT_LE(j.at("step").get<int64_t>(), stopped);
+
+  const RunResult r = run("pretrain --resume run --threads 1");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("resuming run"), std::string::npos) << r.output;
+  EXPECT_EQ(checkpoint_step(path("run")), total);
+
+  // The same run without the interruption.
+  ok(args.substr(0, args.find("--out run")) + "--out straight" + args.substr(args.find("--out run") + 9));
+  expect_same_metrics(path("straight/metrics.jsonl"), path("run/metrics.jsonl"));
+  char final_ckpt[64];
+  std::snprintf(final_ckpt, sizeof final_ckpt, "/ckpt-%08lld/model.safetensors", (long long)total);
+  EXPECT_TRUE(read(std::string("straight") + final_ckpt) == read(std::string("run") + final_ckpt)) << "final weights differ";
+}
+
+// ------------------------------------------------------------------ non-finite loss
+
+// A NaN weight in the latest checkpoint: --resume exits 1 with "loss is nan", `latest` and the
+// checkpoint are unchanged and still load (eval-mlm runs on them).
+TEST_F(CliPretrain, NanLossExitsNonZeroAndKeepsLatest) {
+  make_data();
+  ok("pretrain --config cfg.json --train train.tokens --valid valid.tokens --out run --steps 2 --save-every 2 " + kFast);
+  const std::string model = path("run/ckpt-00000002/model.safetensors");
+  linformer::SafetensorsFile f = linformer::read_safetensors(model);
+  for (auto& t : f.tensors)
+    if (t.name == "emb_norm.weight") {
+      const float nan = std::nanf("");
+      std::memcpy(t.bytes.data(), &nan, sizeof nan);
+    }
+  linformer::write_safetensors(model, f.tensors, f.metadata);
+  const std::string before = read_bytes(model);
+  const std::vector<std::string> files = listing(path("run"));
+
+  const RunResult r = run("pretrain --resume run --steps 5 --threads 1");
+  EXPECT_EQ(r.code, 1) << r.output;
+  for (const char* m : {"error: training stopped", "loss is", "nan", "step 3", "ckpt-00000002"})
+    EXPECT_NE(r.output.find(m), std::string::npos) << m << " not in:\n" << r.output;
+  EXPECT_EQ(read("run/latest"), "ckpt-00000002\n");
+  EXPECT_EQ(listing(path("run")), files);
+  EXPECT_TRUE(read_bytes(model) == before);
+  const RunResult e = run("eval-mlm --model run --data valid.tokens --seq-len 32 --max-batches 1 --threads 1");
+  EXPECT_EQ(e.code, 0) << e.output;  // loads (the loss is NaN, but the file is intact)
+}
+
+TEST_F(CliPretrain, HugeLearningRateExitsNonZero) {
+  make_data();
+  const RunResult r = run("pretrain --config cfg.json --train train.tokens --valid valid.tokens --out run --steps 50 "
+                          "--lr 1e6 --warmup 0 --save-every 1 --keep 100 " + kFast);
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("error: training stopped: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--lr"), std::string::npos) << r.output;  // the hint
+  if (fs::exists(path("run/latest"))) {
+    const RunResult e = run("eval-mlm --model run --data valid.tokens --seq-len 32 --max-batches 1 --threads 1");
+    EXPECT_EQ(e.code, 0) << e.output;
+  }
+}
+
+// ------------------------------------------------------------------ bad input
+
+TEST_F(CliPretrain, BadInputGivesClearErrors) {
+  make_data();
+  const std::string base = "pretrain --config cfg.json --train train.tokens --valid valid.tokens ";
+  expect_failure("pretrain --config cfg.json --train missing.tokens --valid valid.tokens --out run",
+                 {"error:", "missing.tokens"});
+  expect_failure("pretrain --config cfg.json --train train.txt --valid valid.tokens --out run", {"error:", "train.txt"});
+  expect_failure("pretrain --config nope.json --train train.tokens --valid valid.tokens --out run", {"nope.json"});
+  expect_failure("pretrain --train train.tokens --valid valid.tokens --out run", {"--config"});
+  expect_failure(base + "--out run --bogus 3", {"--bogus"});
+  expect_failure(base + "--out run --steps 0", {"--steps", "at least 1"});
+  expect_failure(base + "--out run --batch-size 0", {"--batch-size", "at least 1"});
+  expect_failure(base + "--out run --steps ten", {"--steps", "ten"});
+  expect_failure(base + "--out run --keep 0", {"--keep"});
+  expect_failure(base + "--out run --lr 0", {"lr = 0"});
+  expect_failure(base + "--out run --seq-len 64", {"seq_len", "max_len 32"});
+  expect_failure(base + "--out run --tokenizer missing.model", {"missing.model"});
+  write("small.json", tiny_config_json("linformer", 20));
+  expect_failure("pretrain --config small.json --train train.tokens --valid valid.tokens --out run",
+                 {"train.tokens", "outside the model's vocabulary"});
+
+  // --resume of a folder without a run, and options that a resumed run would ignore.
+  fs::create_directories(path("empty"));
+  expect_failure("pretrain --resume empty", {"empty", "latest"});
+  expect_failure("pretrain --resume nowhere", {"nowhere", "latest"});
+  ok(base + "--out run --steps 2 " + kFast);
+  expect_failure("pretrain --resume run --lr 1e-3", {"--lr", "--resume"});
+  expect_failure("pretrain --resume run --config cfg.json", {"--config"});
+  expect_failure("pretrain --resume run --steps 0", {"--steps"});
+  // --out into a folder that holds a run.
+  expect_failure(base + "--out run --steps 2", {"run", "already holds a run", "--resume"});
+
+  // fill-mask / eval-mlm.
+  expect_failure("fill-mask --model run --tokenizer tok.model --text 'no mask here' --threads 1", {"<mask>"});
+  expect_failure("fill-mask --model empty --text 'a <mask>'", {"tokenizer.model"});
+  expect_failure("eval-mlm --model run --data missing.tokens", {"missing.tokens"});
+  expect_failure("eval-mlm --model run --data valid.tokens --batch-size 0", {"--batch-size"});
+
+  // Tokenizer input: an empty corpus, non-UTF-8 bytes.
+  write("empty.txt", "");
+  expect_failure("tokenizer train --input empty.txt --vocab-size 40 --out t.model", {"empty"});
+  write("latin1.txt", grammar_corpus(50, 3) + "caf\xe9 au lait\n");
+  expect_failure("tokenizer train --input latin1.txt --vocab-size 40 --out t.model",
+                 {"latin1.txt", "UTF-8", "0xE9"});
+  expect_failure("tokenizer encode --model tok.model --input latin1.txt --out t.tokens", {"latin1.txt", "UTF-8"});
+}
