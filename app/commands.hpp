@@ -7,6 +7,7 @@
 
 namespace CLI {
 class App;
+class Validator;
 }
 
 namespace linformer::app {
@@ -19,6 +20,9 @@ void add_threads_option(CLI::App& app, int& threads);
 // Applies the value chosen with --threads (omp_set_num_threads) and returns the thread count
 // that parallel regions will use.
 int apply_threads(int threads);
+// Validator of an integer option's lower bound, with a short message ("--steps: must be at least
+// 1, not 0"; "'x' is not an integer").
+CLI::Validator integer_at_least(long long min);
 
 // linformer init --config C.json --seed S --out M.safetensors
 struct InitOptions {

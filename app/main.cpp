@@ -14,6 +14,7 @@
 #include "pretrain_commands.hpp"
 #include "task_commands.hpp"
 #include "bench_commands.hpp"
+#include "finetune_commands.hpp"
 #include "linformer/error.hpp"
 
 int main(int argc, char** argv) {
@@ -44,6 +45,12 @@ int main(int argc, char** argv) {
   CLI::App* task = add_task_command(app, task_opt);
   BenchOptions bench_opt;
   CLI::App* bench = add_bench_command(app, bench_opt);
+  FinetuneCmdOptions finetune_opt;
+  CLI::App* finetune = add_finetune_command(app, finetune_opt);
+  EvalOptions eval_opt;
+  CLI::App* eval = add_eval_command(app, eval_opt);
+  PredictOptions predict_opt;
+  CLI::App* predict = add_predict_command(app, predict_opt);
 
   try {
     app.parse(argc, argv);
@@ -70,6 +77,12 @@ int main(int argc, char** argv) {
       run_task(task_opt);
     } else if (bench->parsed()) {
       run_bench(bench_opt, threads);
+    } else if (finetune->parsed()) {
+      run_finetune(finetune_opt, threads);
+    } else if (eval->parsed()) {
+      run_eval(eval_opt, threads);
+    } else if (predict->parsed()) {
+      run_predict(predict_opt, threads);
     }
   } catch (const linformer::Error& e) {
     fmt::print(stderr, "error: {}\n", e.what());

@@ -100,7 +100,7 @@ struct ClassifierEval {
 ClassifierEval evaluate_classifier(Model& model, const std::vector<std::vector<int32_t>>& seqs,
                                    const std::vector<int32_t>& labels, int batch_size = 32);
 // Class probabilities (softmax of the logits) of every sequence, [seqs.size()][num_labels].
-std::vector<std::vector<float>> classify(Model& model, const std::vector<std::vector<int32_t>>& seqs,
+std::vector<std::vector<double>> classify(Model& model, const std::vector<std::vector<int32_t>>& seqs,
                                          int batch_size = 32);
 // The JSON form of an evaluation: {"examples", "accuracy", "loss", "macro_f1",
 // "per_class": [{"label", "precision", "recall", "f1", "support", "predicted"}], "labels",
@@ -115,6 +115,11 @@ class Classifier {
   ~Classifier();
   Model& model() { return *model_; }
   const TaskInfo& task() const { return info_; }
+  // Whether the run was fine-tuned with truncation (finetune.json "truncate"); the default of
+  // `linformer eval` and `predict`.
+  bool truncates() const { return truncates_; }
+  // The task folder the run was fine-tuned on (finetune.json "task"; empty if unknown).
+  const std::string& trained_task() const { return task_dir_; }
   // <s> ids </s> of a text; InputError if longer than max_len unless `truncate` (then cut).
   std::vector<int32_t> tokenize(const std::string& text, bool truncate) const;
   // Loads the task folder's split and evaluates it (errors name file:line).
@@ -124,6 +129,8 @@ class Classifier {
   std::unique_ptr<Model> model_;
   std::unique_ptr<Tokenizer> tok_;
   TaskInfo info_;
+  bool truncates_ = false;
+  std::string task_dir_;
 };
 
 }  // namespace linformer

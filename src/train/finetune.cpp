@@ -1,0 +1,594 @@
+// Sequence-classification fine-tuning. See finetune.hpp and docs/finetune.md. The run-folder
+// machinery (checkpoints, metrics, signals, NaN stop) is shared with pretraining (run_dir.hpp).
+#include "linformer/finetune.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <numeric>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "linformer/checkpoint.hpp"
+#include "linformer/error.hpp"
+#include "linformer/model.hpp"
+#include "linformer/optimizer.hpp"
+#include "linformer/tokenizer.hpp"
+#include "linformer/trainer.hpp"
+#include "train/progress.hpp"
+#include "train/run_dir.hpp"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace linformer {
+
+// ---------------------------------------------------------------- options
+
+json FinetuneOptions::to_json() const {
+  return json{{"model", model}, {"config", config}, {"task", task}, {"tokenizer", tokenizer}, {"pooling", pooling},
+              {"truncate", truncate}, {"steps", steps}, {"batch_size", batch_size}, {"lr", lr}, {"warmup", warmup},
+              {"end_lr", end_lr}, {"power", power}, {"beta1", beta1}, {"beta2", beta2}, {"eps", eps},
+              {"weight_decay", weight_decay}, {"clip", clip}, {"eval_every", eval_every},
+              {"save_every", save_every}, {"log_every", log_every}, {"keep_checkpoints", keep_checkpoints},
+              {"eval_batch_size", eval_batch_size}, {"seed", seed}};
+}
+
+FinetuneOptions FinetuneOptions::from_json(const json& j) {
+  FinetuneOptions o;
+  if (!j.is_object()) throw ConfigError("finetune options: not a JSON object");
+  const json d = o.to_json();
+  for (auto it = j.begin(); it != j.end(); ++it)
+    if (!d.contains(it.key())) throw ConfigError(fmt::format("finetune options: unknown key '{}'", it.key()));
+  auto get = [&](const char* key, auto& field) {
+    if (!j.contains(key)) return;
+    try {
+      j.at(key).get_to(field);
+    } catch (const json::exception&) {
+      throw ConfigError(fmt::format("finetune options: '{}' has the wrong type ({})", key, j.at(key).dump()));
+    }
+  };
+  get("model", o.model);
+  get("config", o.config);
+  get("task", o.task);
+  get("tokenizer", o.tokenizer);
+  get("pooling", o.pooling);
+  get("truncate", o.truncate);
+  get("steps", o.steps);
+  get("batch_size", o.batch_size);
+  get("lr", o.lr);
+  get("warmup", o.warmup);
+  get("end_lr", o.end_lr);
+  get("power", o.power);
+  get("beta1", o.beta1);
+  get("beta2", o.beta2);
+  get("eps", o.eps);
+  get("weight_decay", o.weight_decay);
+  get("clip", o.clip);
+  get("eval_every", o.eval_every);
+  get("save_every", o.save_every);
+  get("log_every", o.log_every);
+  get("keep_checkpoints", o.keep_checkpoints);
+  get("eval_batch_size", o.eval_batch_size);
+  get("seed", o.seed);
+  o.validate();
+  return o;
+}
+
+void FinetuneOptions::validate() const {
+  auto bad = [](const char* field, auto value, const char* why) {
+    throw ConfigError(fmt::format("finetune options: {} = {} {}", field, value, why));
+  };
+  if (task.empty()) throw ConfigError("finetune options: task (the task folder) is required");
+  if (model.empty() && config.empty())
+    throw ConfigError("finetune options: give a pretrained model (model) or a model config for a model from scratch "
+                      "(config)");
+  if (!model.empty() && !config.empty())
+    throw ConfigError(fmt::format("finetune options: config ({}) is only for a model from scratch; a pretrained model "
+                                  "({}) keeps its own config",
+                                  config, model));
+  if (!pooling.empty() && pooling != "first" && pooling != "mean")
+    throw ConfigError(fmt::format("finetune options: pooling = '{}' must be 'first' or 'mean'", pooling));
+  if (steps < 1) bad("steps", steps, "must be at least 1");
+  if (batch_size < 1) bad("batch_size", batch_size, "must be at least 1");
+  if (!(lr > 0)) bad("lr", lr, "must be positive");
+  if (warmup < 0) bad("warmup", warmup, "must be >= 0");
+  if (!(end_lr >= 0)) bad("end_lr", end_lr, "must be >= 0");
+  if (!(power > 0)) bad("power", power, "must be positive");
+  if (!(beta1 >= 0 && beta1 < 1)) bad("beta1", beta1, "must be in [0, 1)");
+  if (!(beta2 >= 0 && beta2 < 1)) bad("beta2", beta2, "must be in [0, 1)");
+  if (!(eps > 0)) bad("eps", eps, "must be positive");
+  if (!(weight_decay >= 0)) bad("weight_decay", weight_decay, "must be >= 0");
+  if (!(clip >= 0)) bad("clip", clip, "must be >= 0 (0 disables clipping)");
+  if (eval_every < 1) bad("eval_every", eval_every, "must be at least 1");
+  if (save_every < 1) bad("save_every", save_every, "must be at least 1");
+  if (log_every < 1) bad("log_every", log_every, "must be at least 1");
+  if (keep_checkpoints < 1) bad("keep_checkpoints", keep_checkpoints, "must be at least 1");
+  if (eval_batch_size < 1) bad("eval_batch_size", eval_batch_size, "must be at least 1");
+}
+
+// ---------------------------------------------------------------- evaluation
+
+namespace {
+
+// Softmax of one row of logits, in double.
+void softmax_row(const float* logits, int C, std::vector<double>& p) {
+  p.resize(C);
+  double mx = logits[0];
+  for (int c = 1; c < C; ++c) mx = std::max(mx, (double)logits[c]);
+  double z = 0;
+  for (int c = 0; c < C; ++c) z += p[c] = std::exp((double)logits[c] - mx);
+  for (int c = 0; c < C; ++c) p[c] /= z;
+}
+
+// Runs the model over seqs in batches (eval mode) and calls fn(index, logits row) for each.
+template <class Fn>
+void for_each_logits(Model& model, const std::vector<std::vector<int32_t>>& seqs, int batch_size, Fn fn) {
+  if (model.config().num_labels <= 0)
+    throw ConfigError("config: num_labels is 0, so the model has no classification head");
+  if (batch_size < 1) throw ConfigError(fmt::format("evaluation batch size {} must be at least 1", batch_size));
+  const int C = model.config().num_labels;
+  const bool was_training = model.is_training();
+  model.eval();
+  std::vector<std::vector<int32_t>> chunk;
+  for (size_t start = 0; start < seqs.size(); start += (size_t)batch_size) {
+    const size_t end = std::min(seqs.size(), start + (size_t)batch_size);
+    chunk.assign(seqs.begin() + (std::ptrdiff_t)start, seqs.begin() + (std::ptrdiff_t)end);
+    const float* logits = model.forward_cls_logits(Batch::from_sequences(chunk));
+    for (size_t i = start; i < end; ++i) fn(i, logits + (i - start) * C);
+  }
+  model.train(was_training);
+}
+
+}  // namespace
+
+ClassifierEval evaluate_classifier(Model& model, const std::vector<std::vector<int32_t>>& seqs,
+                                   const std::vector<int32_t>& labels, int batch_size) {
+  const int C = model.config().num_labels;
+  if (labels.size() != seqs.size())
+    throw InputError(fmt::format("evaluate: {} labels for {} sequences", labels.size(), seqs.size()));
+  for (size_t i = 0; i < labels.size(); ++i)
+    if (labels[i] < 0 || labels[i] >= C)
+      throw InputError(fmt::format("evaluate: label {} of example {} is outside [0, {})", labels[i], i, C));
+  ClassifierEval e;
+  e.examples = (int64_t)seqs.size();
+  e.confusion.assign(std::max(C, 0), std::vector<int64_t>(std::max(C, 0), 0));
+  double loss = 0;
+  int64_t correct = 0;
+  std::vector<double> p;
+  for_each_logits(model, seqs, batch_size, [&](size_t i, const float* logits) {
+    softmax_row(logits, C, p);
+    const int pred = (int)(std::max_element(p.begin(), p.end()) - p.begin());  // first maximum
+    // Cross-entropy as log-sum-exp minus the true logit (exact even when p underflows).
+    double mx = logits[0];
+    for (int c = 1; c < C; ++c) mx = std::max(mx, (double)logits[c]);
+    double z = 0;
+    for (int c = 0; c < C; ++c) z += std::exp((double)logits[c] - mx);
+    loss += mx + std::log(z) - (double)logits[labels[i]];
+    correct += pred == labels[i];
+    ++e.confusion[labels[i]][pred];
+  });
+  const double nan = std::nan("");
+  e.accuracy = e.examples ? (double)correct / (double)e.examples : nan;
+  e.loss = e.examples ? loss / (double)e.examples : nan;
+  e.per_class.resize(std::max(C, 0));
+  double f1_sum = 0;
+  for (int c = 0; c < C; ++c) {
+    ClassMetrics& m = e.per_class[c];
+    for (int o = 0; o < C; ++o) {
+      m.support += e.confusion[c][o];
+      m.predicted += e.confusion[o][c];
+    }
+    const double tp = (double)e.confusion[c][c];
+    m.precision = m.predicted ? tp / (double)m.predicted : 0.0;
+    m.recall = m.support ? tp / (double)m.support : 0.0;
+    m.f1 = m.precision + m.recall > 0 ? 2 * m.precision * m.recall / (m.precision + m.recall) : 0.0;
+    f1_sum += m.f1;
+  }
+  e.macro_f1 = C > 0 ? f1_sum / C : nan;
+  return e;
+}
+
+std::vector<std::vector<double>> classify(Model& model, const std::vector<std::vector<int32_t>>& seqs, int batch_size) {
+  const int C = model.config().num_labels;
+  std::vector<std::vector<double>> out(seqs.size());
+  for_each_logits(model, seqs, batch_size, [&](size_t i, const float* logits) { softmax_row(logits, C, out[i]); });
+  return out;
+}
+
+json to_json(const ClassifierEval& e, const std::vector<std::string>& labels) {
+  auto num = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
+  json per = json::array();
+  for (size_t c = 0; c < e.per_class.size(); ++c) {
+    const ClassMetrics& m = e.per_class[c];
+    per.push_back({{"label", c < labels.size() ? labels[c] : std::to_string(c)},
+                   {"precision", m.precision},
+                   {"recall", m.recall},
+                   {"f1", m.f1},
+                   {"support", m.support},
+                   {"predicted", m.predicted}});
+  }
+  return json{{"examples", e.examples}, {"accuracy", num(e.accuracy)}, {"loss", num(e.loss)},
+              {"macro_f1", num(e.macro_f1)}, {"labels", labels}, {"per_class", per}, {"confusion", e.confusion}};
+}
+
+// ---------------------------------------------------------------- the run
+
+namespace {
+
+// What the loop needs between steps; saved in each checkpoint's state.json.
+struct FtState {
+  int64_t step = 0;
+  uint64_t epoch = 0;   // epochs of the training split completed
+  uint64_t cursor = 0;  // examples of this epoch's order already used (< number of training examples)
+  uint64_t dropout_counter = 0;
+};
+
+json state_json(const FtState& st) {
+  return json{{"step", st.step}, {"epoch", st.epoch}, {"cursor", st.cursor}, {"dropout_counter", st.dropout_counter}};
+}
+
+// The order of the training examples in an epoch: a Fisher-Yates shuffle driven by a splitmix64
+// generator keyed by (seed, epoch), so any epoch's order is recomputed without replaying the run,
+// identically on every platform.
+uint64_t mix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ULL;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+  return x ^ (x >> 31);
+}
+
+std::vector<uint32_t> epoch_order(size_t n, uint64_t seed, uint64_t epoch) {
+  std::vector<uint32_t> order(n);
+  std::iota(order.begin(), order.end(), 0u);
+  uint64_t s = mix64(seed ^ mix64(0xF17E ^ mix64(epoch)));
+  for (size_t i = n; i > 1; --i) {
+    const uint64_t r = mix64(s += 0x9E3779B97F4A7C15ULL);
+    const size_t j = (size_t)(((unsigned __int128)r * i) >> 64);
+    std::swap(order[i - 1], order[j]);
+  }
+  return order;
+}
+
+// The task, tokenized for the model.
+struct TaskInputs {
+  TaskData task;
+  std::vector<std::vector<int32_t>> train, valid;
+  std::vector<int32_t> train_labels, valid_labels;
+};
+
+std::vector<int32_t> labels_of(const TaskSplit& s) {
+  std::vector<int32_t> out;
+  out.reserve(s.examples.size());
+  for (const TaskExample& e : s.examples) out.push_back(e.label);
+  return out;
+}
+
+// The tokenizer model file of a run: --tokenizer, else the pretrained run folder's (or, for a
+// checkpoint folder, its run folder's) tokenizer.model, else the task folder's tok.model.
+std::string find_tokenizer(const FinetuneOptions& o) {
+  if (!o.tokenizer.empty()) return o.tokenizer;
+  std::vector<fs::path> candidates;
+  if (!o.model.empty() && fs::is_directory(o.model)) {
+    candidates.push_back(fs::path(o.model) / "tokenizer.model");
+    candidates.push_back(fs::path(o.model).parent_path() / "tokenizer.model");
+  }
+  if (o.model.empty()) candidates.push_back(fs::path(o.task) / "tok.model");
+  for (const fs::path& p : candidates)
+    if (fs::is_regular_file(p)) return p.string();
+  throw ConfigError(fmt::format("finetune: task {} uses a SentencePiece tokenizer: pass --tokenizer FILE ({})",
+                                o.task,
+                                o.model.empty() ? fmt::format("none found as {}/tok.model", o.task)
+                                                : fmt::format("no tokenizer.model next to {}", o.model)));
+}
+
+// Checks the model's vocabulary against the task's tokenizer and tokenizes train and valid.
+TaskInputs prepare_inputs(const ModelConfig& cfg, TaskData task, const Tokenizer* tok, bool truncate) {
+  const TaskInfo& info = task.info;
+  if (info.tokenizer == TaskTokenizer::SentencePiece) {
+    if (tok->vocab_size() > cfg.vocab_size)
+      throw ConfigError(fmt::format("finetune: the tokenizer has {} pieces, more than the model's vocab_size {}",
+                                    tok->vocab_size(), cfg.vocab_size));
+  } else if (task_vocab_size(info.tokenizer) > cfg.vocab_size) {
+    throw ConfigError(fmt::format("finetune: task {} uses the {} vocabulary ({} ids), more than the model's "
+                                  "vocab_size {}",
+                                  info.name, to_string(info.tokenizer), task_vocab_size(info.tokenizer),
+                                  cfg.vocab_size));
+  }
+  TaskInputs in;
+  in.train = tokenize_split(info, task.train, tok, cfg.max_len, truncate);
+  in.valid = tokenize_split(info, task.valid, tok, cfg.max_len, truncate);
+  in.train_labels = labels_of(task.train);
+  in.valid_labels = labels_of(task.valid);
+  in.task = std::move(task);
+  return in;
+}
+
+FinetuneSummary ft_loop(Model& model, const FinetuneOptions& o, const fs::path& dir, const TaskInputs& in, FtState st,
+                        AdamW& opt) {
+  const size_t N = in.train.size();
+  if (st.cursor >= N)
+    throw IoError(fmt::format("{}: the checkpoint's data position {} is past the {} training examples of {} (did "
+                              "train.tsv change?)",
+                              dir.string(), st.cursor, N, o.task));
+  model.set_dropout_seed(o.seed ^ 0xf17ef17eULL, st.dropout_counter);
+  const Schedule sched{o.lr, o.warmup, o.steps, o.end_lr, o.power};
+  const fs::path metrics = dir / "metrics.jsonl";
+  truncate_metrics(metrics, st.step);
+  const bool has_valid = !in.valid.empty();
+  auto eval = [&]() { return evaluate_classifier(model, in.valid, in.valid_labels, o.eval_batch_size); };
+  auto eval_line = [](int64_t step, const ClassifierEval& e) {
+    return json{{"step", step}, {"valid_loss", e.loss}, {"valid_accuracy", e.accuracy}, {"valid_macro_f1", e.macro_f1}};
+  };
+
+  StopSignalGuard signals;  // from here on, SIGINT/SIGTERM stop cleanly after the current step
+  FinetuneSummary sum;
+  const double nan = std::nan("");
+  sum.initial_valid_accuracy = sum.final_valid_accuracy = sum.final_valid_loss = nan;
+  if (st.step == 0 && has_valid) {
+    const ClassifierEval e = eval();
+    append_metrics(metrics, eval_line(0, e));
+    sum.initial_valid_accuracy = e.accuracy;
+  }
+  Progress progress(o.steps, st.step);
+  std::vector<uint32_t> order = epoch_order(N, o.seed, st.epoch);
+  std::vector<std::vector<int32_t>> seqs;
+  std::vector<int32_t> labels;
+  double tokens = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  bool evaluated_last = false, saved_at_end = false;
+  auto save = [&] {
+    // Never let `latest` name a checkpoint with non-finite weights.
+    if (!all_finite(model.params().all_data()))
+      stop_training(dir, fmt::format("the weights are not finite after step {}", st.step));
+    save_checkpoint(dir, st.step, model, opt, state_json(st), o.keep_checkpoints);
+  };
+  while (st.step < o.steps) {
+    model.train();
+    model.zero_grad();
+    const size_t count = std::min<size_t>((size_t)o.batch_size, N - st.cursor);  // an epoch's last batch may be short
+    seqs.clear();
+    labels.clear();
+    for (size_t i = 0; i < count; ++i) {
+      const uint32_t ex = order[st.cursor + i];
+      seqs.push_back(in.train[ex]);
+      labels.push_back(in.train_labels[ex]);
+    }
+    const Batch batch = Batch::from_sequences(seqs);
+    const float loss = model.forward_cls(batch, labels);
+    if (!std::isfinite(loss)) {
+      progress.finish();
+      stop_training(dir, fmt::format("loss is {} at step {}", loss, st.step + 1));
+    }
+    model.backward();
+    for (uint8_t m : batch.mask) tokens += m;
+    const float gnorm = clip_grad_norm(model.params(), o.clip);
+    if (!std::isfinite(gnorm)) {
+      progress.finish();
+      stop_training(dir, fmt::format("loss is {} but the gradient norm is {} at step {}", loss, gnorm, st.step + 1));
+    }
+    const float lr = sched.lr(st.step);
+    opt.step(lr);
+    ++st.step;
+    st.cursor += count;
+    if (st.cursor == N) {
+      st.cursor = 0;
+      ++st.epoch;
+      order = epoch_order(N, o.seed, st.epoch);
+    }
+    st.dropout_counter = model.dropout_counter();
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double tps = tokens / std::max(secs, 1e-9);
+    progress.update(st.step, loss, lr, tps);
+    if (st.step % o.log_every == 0 || st.step == o.steps)
+      append_metrics(metrics, {{"step", st.step}, {"train_loss", loss}, {"lr", lr}, {"grad_norm", gnorm},
+                               {"epoch", (double)st.epoch + (double)st.cursor / (double)N},
+                               {"tokens_per_s", tps}, {"elapsed_s", secs}});
+    evaluated_last = false;
+    if (has_valid && (st.step % o.eval_every == 0 || st.step == o.steps)) {
+      const ClassifierEval e = eval();
+      append_metrics(metrics, eval_line(st.step, e));
+      sum.final_valid_accuracy = e.accuracy;
+      sum.final_valid_loss = e.loss;
+      evaluated_last = true;
+      progress.message(fmt::format("step {}: validation accuracy {:.2f}%, loss {:.4f}, macro-F1 {:.4f}", st.step,
+                                   100 * e.accuracy, e.loss, e.macro_f1));
+    }
+    const bool stop = stop_requested();
+    if (st.step % o.save_every == 0 || st.step == o.steps || stop) {
+      save();
+      saved_at_end = st.step == o.steps || stop;
+    }
+    if (stop) {
+      sum.interrupted = true;
+      progress.message(fmt::format("interrupted: checkpoint saved at step {}; continue with --resume {}", st.step,
+                                   dir.string()));
+      break;
+    }
+  }
+  progress.finish();
+  if (!saved_at_end && st.step == o.steps) save();
+  if (!evaluated_last) sum.final_valid_accuracy = sum.final_valid_loss = nan;  // interrupted between evaluations
+  sum.steps_done = st.step;
+  sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  sum.tokens_per_second = tokens / std::max(sum.seconds, 1e-9);
+  sum.checkpoint = (dir / fmt::format("ckpt-{:08d}", st.step)).string();
+  return sum;
+}
+
+// The model file of a pretrained run folder, checkpoint folder or model file.
+std::string pretrained_file(const std::string& path) {
+  if (!fs::exists(path)) throw IoError(fmt::format("{}: no such file or folder (the pretrained model)", path));
+  if (!fs::is_directory(path)) return path;
+  if (fs::exists(fs::path(path) / "model.safetensors")) return (fs::path(path) / "model.safetensors").string();
+  return (fs::path(latest_checkpoint(path)) / "model.safetensors").string();
+}
+
+ModelConfig read_run_config(const fs::path& dir) {
+  try {
+    return ModelConfig::from_json(read_json(dir / "config.json"));
+  } catch (const ConfigError& e) {
+    throw IoError(fmt::format("{}: {}", (dir / "config.json").string(), e.what()));
+  }
+}
+
+}  // namespace
+
+FinetuneSummary finetune(const FinetuneOptions& opt, const std::string& out_dir) {
+  opt.validate();
+  const fs::path dir(out_dir);
+  if (fs::exists(dir / "latest"))
+    throw IoError(fmt::format("{}: already holds a run; continue it with --resume {} or choose another --out", out_dir,
+                              out_dir));
+  if (fs::exists(dir) && !fs::is_directory(dir)) throw IoError(fmt::format("{}: exists and is not a folder", out_dir));
+
+  // Everything is checked before anything is written: task, model, tokenizer, lengths.
+  TaskData task = load_task(opt.task);
+  const int num_labels = (int)task.info.labels.size();
+  FinetuneOptions o = opt;
+  ModelConfig cfg;
+  std::string pretrained;
+  if (!o.model.empty()) {
+    pretrained = pretrained_file(o.model);
+    cfg = load_model(pretrained)->config();
+    cfg.num_labels = num_labels;
+    if (o.pooling.empty()) o.pooling = "first";
+  } else {
+    cfg = ModelConfig::from_file(o.config);
+    if (cfg.num_labels != 0 && cfg.num_labels != num_labels)
+      throw ConfigError(fmt::format("{}: num_labels = {} but task {} has {} classes (leave num_labels out: fine-tuning "
+                                    "sets it)",
+                                    o.config, cfg.num_labels, task.info.name, num_labels));
+    cfg.num_labels = num_labels;
+    if (o.pooling.empty()) o.pooling = to_string(cfg.pooling);
+  }
+  cfg.pooling = o.pooling == "mean" ? Pooling::Mean : Pooling::First;
+  cfg.validate();
+  std::unique_ptr<Tokenizer> tok;
+  std::string tok_path;
+  if (task.info.tokenizer == TaskTokenizer::SentencePiece) {
+    tok_path = find_tokenizer(o);
+    tok = std::make_unique<Tokenizer>(tok_path);
+  } else if (!o.tokenizer.empty()) {
+    throw ConfigError(fmt::format("finetune: task {} uses the fixed {} vocabulary; --tokenizer is only for "
+                                  "sentencepiece tasks",
+                                  task.info.name, to_string(task.info.tokenizer)));
+  }
+  const TaskInputs in = prepare_inputs(cfg, std::move(task), tok.get(), o.truncate);
+  Model model(cfg);
+  model.init(o.seed);  // the whole model from scratch, or the classification head of a pretrained one
+  if (!pretrained.empty()) load_weights_except(model, pretrained, "cls.");
+
+  fs::create_directories(dir);
+  if (tok) copy_file_atomic(tok_path, dir / "tokenizer.model");
+  copy_file_atomic(fs::path(o.task) / "task.json", dir / "task.json");
+  write_text_atomic(dir / "config.json", cfg.to_json().dump(2) + "\n");
+  write_text_atomic(dir / "finetune.json", o.to_json().dump(2) + "\n");
+  fs::remove(dir / "metrics.jsonl");
+  AdamW adam(model.params(), AdamWOptions{o.lr, o.beta1, o.beta2, o.eps, o.weight_decay});
+  return ft_loop(model, o, dir, in, FtState{}, adam);
+}
+
+FinetuneSummary resume_finetuning(const std::string& out_dir, int64_t steps) {
+  const fs::path dir(out_dir);
+  const std::string ckpt = latest_checkpoint(out_dir);
+  const ModelConfig cfg = read_run_config(dir);
+  FinetuneOptions o;
+  try {
+    o = FinetuneOptions::from_json(read_json(dir / "finetune.json"));
+  } catch (const ConfigError& e) {
+    throw IoError(fmt::format("{}: {}", (dir / "finetune.json").string(), e.what()));
+  }
+  if (steps < 0) throw ConfigError(fmt::format("finetune options: steps = {} must be at least 1", steps));
+  TaskData task = load_task(o.task);
+  const TaskInfo run_info = read_task_info(out_dir);
+  if (task.info.labels != run_info.labels || task.info.tokenizer != run_info.tokenizer)
+    throw ConfigError(fmt::format("{}: the classes or tokenizer of task {} differ from those of the run ({}/task.json)",
+                                  o.task, o.task, out_dir));
+  std::unique_ptr<Tokenizer> tok;
+  if (task.info.tokenizer == TaskTokenizer::SentencePiece)
+    tok = std::make_unique<Tokenizer>((dir / "tokenizer.model").string());
+  const TaskInputs in = prepare_inputs(cfg, std::move(task), tok.get(), o.truncate);
+  Model model(cfg);
+  AdamW adam(model.params(), AdamWOptions{o.lr, o.beta1, o.beta2, o.eps, o.weight_decay});
+  const json s = load_checkpoint(ckpt, model, adam);
+  FtState st;
+  st.step = state_field<int64_t>(s, "step", ckpt);
+  st.epoch = state_field<uint64_t>(s, "epoch", ckpt);
+  st.cursor = state_field<uint64_t>(s, "cursor", ckpt);
+  st.dropout_counter = state_field<uint64_t>(s, "dropout_counter", ckpt);
+  const int64_t total = steps > 0 ? steps : o.steps;
+  if (st.step >= total)
+    throw ConfigError(fmt::format("{}: the run already reached step {} of {}; pass a larger --steps to continue",
+                                  out_dir, st.step, total));
+  if (total != o.steps) {
+    o.steps = total;
+    write_text_atomic(dir / "finetune.json", o.to_json().dump(2) + "\n");
+  }
+  return ft_loop(model, o, dir, in, st, adam);
+}
+
+// ---------------------------------------------------------------- using a fine-tuned model
+
+Classifier::Classifier(const std::string& path) {
+  fs::path run = path;
+  if (!fs::is_directory(run))
+    throw IoError(fmt::format("{}: not a fine-tuning run folder (a folder with task.json, config.json and checkpoints)",
+                              path));
+  if (!fs::exists(run / "latest") && fs::exists(run / "model.safetensors") && fs::exists(run.parent_path() / "latest"))
+    run = run.parent_path();  // a checkpoint folder inside a run folder
+  if (!fs::exists(run / "latest") || !fs::exists(run / "task.json"))
+    throw IoError(fmt::format("{}: not a fine-tuning run folder (no {}; `linformer finetune --out DIR` makes one)",
+                              path, fs::exists(run / "latest") ? "task.json" : "checkpoint 'latest'"));
+  info_ = read_task_info(run.string());
+  model_ = load_trained_model(path);
+  if (model_->config().num_labels != (int)info_.labels.size())
+    throw IoError(fmt::format("{}: the model has {} classes but {}/task.json names {}", path,
+                              model_->config().num_labels, run.string(), info_.labels.size()));
+  if (info_.tokenizer == TaskTokenizer::SentencePiece) {
+    const fs::path tp = run / "tokenizer.model";
+    if (!fs::exists(tp)) throw IoError(fmt::format("{}: missing (the task uses a SentencePiece tokenizer)", tp.string()));
+    tok_ = std::make_unique<Tokenizer>(tp.string());
+  }
+  if (fs::exists(run / "finetune.json")) {
+    const json j = read_json(run / "finetune.json");
+    try {
+      truncates_ = j.value("truncate", false);
+      task_dir_ = j.value("task", std::string());
+    } catch (const json::exception&) {
+      throw IoError(fmt::format("{}: field 'truncate' or 'task' has the wrong type", (run / "finetune.json").string()));
+    }
+  }
+}
+
+Classifier::~Classifier() = default;
+
+std::vector<int32_t> Classifier::tokenize(const std::string& text, bool truncate) const {
+  std::vector<int32_t> ids = tokenize_example(info_, text, tok_.get());
+  const int max_len = model_->config().max_len;
+  if ((int64_t)ids.size() > max_len) {
+    if (!truncate)
+      throw InputError(fmt::format("sequence too long: {} tokens (with <s> and </s>) exceed max_len {} (--truncate "
+                                   "cuts it)",
+                                   ids.size(), max_len));
+    ids.resize((size_t)max_len);
+    ids.back() = kEosId;
+  }
+  return ids;
+}
+
+ClassifierEval Classifier::evaluate(const std::string& task_dir, const std::string& split, bool truncate,
+                                    int batch_size) {
+  TaskData task = load_task(task_dir);
+  if (task.info.labels != info_.labels || task.info.tokenizer != info_.tokenizer)
+    throw ConfigError(fmt::format("{}/task.json: its classes or tokenizer differ from those the model was fine-tuned "
+                                  "on",
+                                  task_dir));
+  const TaskSplit& s = task.split(split);
+  const auto seqs = tokenize_split(task.info, s, tok_.get(), model_->config().max_len, truncate);
+  return evaluate_classifier(*model_, seqs, labels_of(s), batch_size);
+}
+
+}  // namespace linformer

@@ -1,0 +1,109 @@
+// A fixture for end-to-end tests of the `linformer` command (test_cli*.cpp; tests/CMakeLists.txt
+// sets LINFORMER_BIN for them): runs the binary in a fresh temporary folder and captures its
+// output, checks failures (non-zero exit, the message, no file added or removed), and starts a
+// command in the background for signal tests.
+#pragma once
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "pretrain_test_util.hpp"
+
+namespace cli_test {
+
+namespace fs = std::filesystem;
+
+struct RunResult {
+  int code = -1;       // exit status (-1: killed by a signal)
+  std::string output;  // stdout and stderr together
+};
+
+inline std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  explicit CliTest(std::string prefix) : prefix_(std::move(prefix)) {}
+
+  void SetUp() override {
+    const char* bin = std::getenv("LINFORMER_BIN");
+    ASSERT_NE(bin, nullptr) << "LINFORMER_BIN is not set (ctest sets it to the linformer binary)";
+    bin_ = bin;
+    ASSERT_TRUE(fs::exists(bin_)) << bin_;
+    tmp_ = std::make_unique<pretrain_test::TempDir>(prefix_);
+    dir_ = tmp_->path();
+  }
+
+  // Runs `linformer ARGS` in the temporary folder; stdout only when `stdout_only`.
+  RunResult run(const std::string& args, bool stdout_only = false) const {
+    const std::string cmd = "cd " + shell_quote(dir_.string()) + " && " + shell_quote(bin_) + " " + args +
+                            (stdout_only ? " 2>/dev/null" : " 2>&1");
+    RunResult r;
+    FILE* p = popen(cmd.c_str(), "r");
+    if (!p) {
+      ADD_FAILURE() << "popen failed: " << cmd;
+      return r;
+    }
+    char buf[4096];
+    size_t got;
+    while ((got = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, got);
+    const int status = pclose(p);
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return r;
+  }
+  void ok(const std::string& args) const {
+    const RunResult r = run(args);
+    ASSERT_EQ(r.code, 0) << "linformer " << args << ":\n" << r.output;
+  }
+
+  // Starts `linformer ARGS > log 2>&1` in the folder and returns its pid.
+  pid_t start(const std::string& args, const std::string& log) const {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      if (chdir(dir_.c_str()) != 0) _exit(126);
+      const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd < 0) _exit(126);
+      dup2(fd, 1);
+      dup2(fd, 2);
+      execl("/bin/sh", "sh", "-c", ("exec " + shell_quote(bin_) + " " + args).c_str(), (char*)nullptr);
+      _exit(127);
+    }
+    return pid;
+  }
+
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  void write(const std::string& name, const std::string& text) const {
+    fs::create_directories(fs::path(path(name)).parent_path());
+    pretrain_test::write_file(path(name), text);
+  }
+  std::string read(const std::string& name) const { return pretrain_test::read_bytes(path(name)); }
+
+  // Runs a command that must fail: non-zero exit, a message that contains every one of
+  // `needles`, and no file added or removed in the folder.
+  void expect_failure(const std::string& args, const std::vector<std::string>& needles) const {
+    const std::vector<std::string> before = pretrain_test::listing(dir_);
+    const RunResult r = run(args);
+    EXPECT_NE(r.code, 0) << "linformer " << args << " succeeded:\n" << r.output;
+    for (const std::string& n : needles)
+      EXPECT_NE(r.output.find(n), std::string::npos)
+          << "linformer " << args << ": message does not mention '" << n << "':\n" << r.output;
+    EXPECT_EQ(pretrain_test::listing(dir_), before) << "linformer " << args << " added or removed a file";
+  }
+
+  std::string prefix_, bin_;
+  std::unique_ptr<pretrain_test::TempDir> tmp_;
+  fs::path dir_;
+};
+
+}  // namespace cli_test
