@@ -72,6 +72,27 @@ void copy_weights(Model& model, const SafetensorsFile& f, const std::string& pat
       std::memcpy(pt.data(i), f.find(pt.info(i).name)->bytes.data(), pt.info(i).numel * sizeof(float));
 }
 
+// A lower bound of the number of parameters of the model of `c` (the token and position
+// embeddings, each layer's four d x d maps and two FFN matrices, one Linformer projection per
+// layer, the MLM head's dense map and bias; LayerNorms and other biases left out), in double so
+// that it cannot overflow. Every one of those tensors must be in the file, so a file whose tensors
+// hold fewer bytes cannot match. load_model checks this (loosely: files that miss by a tensor or
+// two still get copy_weights' precise message) before building the model, so that a hostile or
+// corrupt config cannot make it allocate (or fail to allocate: std::length_error, std::bad_alloc)
+// a model far larger than the file.
+double min_params(const ModelConfig& c) {
+  const double V = c.vocab_size, N = c.max_len, d = c.d_model, f = c.d_ff, L = c.n_layers;
+  double n = V * d + N * d + L * (4 * d * d + 2 * d * f) + d * d + V;
+  // Linformer: at least one [k, max_len] projection per layer (one in all for layerwise sharing).
+  if (c.attention == AttentionKind::Linformer) {
+    if (c.sharing == Sharing::Layerwise || c.k.size() == 1)
+      n += double(c.k[0]) * N * (c.sharing == Sharing::Layerwise ? 1 : L);
+    else
+      for (int k : c.k) n += double(k) * N;  // one per layer (validated)
+  }
+  return n;
+}
+
 }  // namespace
 
 void save_model(const Model& model, const std::string& path) {
@@ -92,7 +113,16 @@ void save_model(const Model& model, const std::string& path) {
 
 std::unique_ptr<Model> load_model(const std::string& path) {
   SafetensorsFile f = read_safetensors(path);
-  auto model = std::make_unique<Model>(config_of(f, path));
+  const ModelConfig cfg = config_of(f, path);
+  uint64_t file_bytes = 0;
+  for (const auto& t : f.tensors)
+    if (t.dtype == "F32") file_bytes += t.bytes.size();
+  const double need = 4.0 * min_params(cfg);
+  if (need > 2.0 * static_cast<double>(file_bytes) + (1 << 20))
+    throw IoError(fmt::format("{}: the model config in the metadata needs at least {:.0f} bytes of F32 tensors, the "
+                              "file holds only {}: the config does not match the tensors (corrupt file?)",
+                              path, need, file_bytes));
+  auto model = std::make_unique<Model>(cfg);
   copy_weights(*model, f, path);
   return model;
 }

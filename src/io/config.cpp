@@ -122,12 +122,55 @@ json ModelConfig::to_json() const {
 
 namespace {
 
+// A JSON value for an error message: compact JSON as dump() writes it for small values, cut to
+// about 80 characters, with arrays and objects nested deeper than 4 levels written [...] / {...}.
+// dump() itself recurses once per nesting level, so a hostile, deeply nested value ("[[[[...",
+// a few hundred kB) would overflow the stack while the error message is being built.
+void brief_into(std::string& out, const json& j, int depth) {
+  constexpr size_t kMax = 80;
+  if (out.size() > kMax) return;
+  if (j.is_array() || j.is_object()) {
+    const bool arr = j.is_array();
+    if (depth >= 4 && !j.empty()) {
+      out += arr ? "[...]" : "{...}";
+      return;
+    }
+    out += arr ? '[' : '{';
+    bool first = true;
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      if (!first) out += ',';
+      first = false;
+      if (out.size() > kMax) {
+        out += "...";
+        break;
+      }
+      if (!arr) out += json(it.key()).dump(-1, ' ', false, json::error_handler_t::replace) + ':';
+      brief_into(out, *it, depth + 1);
+    }
+    out += arr ? ']' : '}';
+    return;
+  }
+  std::string v = j.dump(-1, ' ', false, json::error_handler_t::replace);
+  if (v.size() > kMax) {
+    size_t cut = kMax;
+    while (cut > 0 && (static_cast<unsigned char>(v[cut]) & 0xC0) == 0x80) --cut;  // not inside a UTF-8 character
+    v = v.substr(0, cut) + "...";
+  }
+  out += v;
+}
+
+std::string brief(const json& j) {
+  std::string out;
+  brief_into(out, j, 0);
+  return out;
+}
+
 template <class E>
 E parse_enum(const json& j, const char* field, std::initializer_list<std::pair<const char*, E>> options) {
   std::string allowed;
   for (auto& [name, v] : options) allowed += fmt::format("{}\"{}\"", allowed.empty() ? "" : ", ", name);
   if (!j.is_string())
-    throw ConfigError(fmt::format("config: {} must be a string, one of {} (got {})", field, allowed, j.dump()));
+    throw ConfigError(fmt::format("config: {} must be a string, one of {} (got {})", field, allowed, brief(j)));
   const std::string s = j.get<std::string>();
   for (auto& [name, v] : options)
     if (s == name) return v;
@@ -136,15 +179,15 @@ E parse_enum(const json& j, const char* field, std::initializer_list<std::pair<c
 
 int get_int(const json& j, const std::string& field) {
   if (!j.is_number_integer())
-    throw ConfigError(fmt::format("config: {} must be an integer (got {})", field, j.dump()));
+    throw ConfigError(fmt::format("config: {} must be an integer (got {})", field, brief(j)));
   if (j.is_number_unsigned() ? j.get<uint64_t>() > static_cast<uint64_t>(INT32_MAX)
                              : (j.get<int64_t>() < INT32_MIN || j.get<int64_t>() > INT32_MAX))
-    throw ConfigError(fmt::format("config: {} ({}) is out of range for a 32-bit integer", field, j.dump()));
+    throw ConfigError(fmt::format("config: {} ({}) is out of range for a 32-bit integer", field, brief(j)));
   return static_cast<int>(j.get<int64_t>());
 }
 
 float get_float(const json& j, const char* field) {
-  if (!j.is_number()) throw ConfigError(fmt::format("config: {} must be a number (got {})", field, j.dump()));
+  if (!j.is_number()) throw ConfigError(fmt::format("config: {} must be a number (got {})", field, brief(j)));
   return static_cast<float>(j.get<double>());
 }
 
@@ -152,7 +195,7 @@ float get_float(const json& j, const char* field) {
 
 ModelConfig ModelConfig::from_json(const json& j) {
   if (!j.is_object())
-    throw ConfigError(fmt::format("config: expected a JSON object, got {} ({})", j.type_name(), j.dump()));
+    throw ConfigError(fmt::format("config: expected a JSON object, got {} ({})", j.type_name(), brief(j)));
   for (auto it = j.begin(); it != j.end(); ++it) {
     bool known = false;
     for (const char* key : kKeys) known = known || it.key() == key;
@@ -182,7 +225,7 @@ ModelConfig ModelConfig::from_json(const json& j) {
     } else if (kj.is_number_integer()) {
       c.k.push_back(get_int(kj, "k"));
     } else {
-      throw ConfigError(fmt::format("config: k must be an integer or a list of integers (got {})", kj.dump()));
+      throw ConfigError(fmt::format("config: k must be an integer or a list of integers (got {})", brief(kj)));
     }
   }
   if (has("sharing"))
@@ -215,8 +258,9 @@ ModelConfig ModelConfig::from_file(const std::string& path) {
   json j;
   try {
     j = json::parse(ss.str());
-  } catch (const json::parse_error& e) {
-    // e.what() gives nlohmann's position: "parse error at line 3, column 5: ..."
+  } catch (const json::exception& e) {
+    // e.what() gives nlohmann's position: "parse error at line 3, column 5: ..."; a number too
+    // large for a double ("1e999") is an out_of_range error (406), not a parse_error.
     throw ConfigError(fmt::format("{}: invalid JSON: {}", path, e.what()));
   }
   try {
