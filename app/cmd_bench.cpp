@@ -252,7 +252,8 @@ void run_table3(const BenchOptions& o, json& out) {
         m = measure_inference(o, kind, n, 0);
       }
       (kind == "full" ? full : tiled) = m;
-      fmt::print("| {} | {} | - | {} | 1.00x | - | {} | {} |\n", n, kind, m.ok ? fmt_time(m.seconds) : m.error,
+      const std::string vs_full = m.ok && full.ok ? fmt::format("{:.2f}x", full.seconds / m.seconds) : "-";
+      fmt::print("| {} | {} | - | {} | {} | - | {} | {} |\n", n, kind, m.ok ? fmt_time(m.seconds) : m.error, vs_full,
                  fmt_mb(m.peak_mb), kind == "full" ? "1.00" : "-");
       out["table3"].push_back({{"n", n}, {"kind", kind}, {"ok", m.ok}, {"error", m.error}, {"seconds", m.seconds},
                                {"peak_mb", m.peak_mb}, {"static_mb", m.static_mb}});
