@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (fuzz/, clang, ASan + UBSan) and runs each for a while.
 #
-#   bash scripts/fuzz.sh [--seconds S] [--targets a,b,...] [--build-dir DIR] [--no-build] [--jobs N]
+#   bash scripts/fuzz.sh [--seconds S | --replay] [--targets a,b,...] [--build-dir DIR] [--no-build] [--jobs N]
 #
 # --seconds S   fuzzing time per target (default 60)
+# --replay      no fuzzing: run every target once over its seed corpus (a quick regression check)
 # --targets     comma-separated subset of: safetensors model_file config token_file task ids_file
 # --build-dir   CMake build folder (default build-fuzz; configured with CC=clang CXX=clang++
 #               -DLINFORMER_FUZZ=ON -DLINFORMER_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo)
@@ -24,6 +25,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SECONDS_PER_TARGET=60
 BUILD="$ROOT/build-fuzz"
 BUILD_IT=1
+REPLAY=0
 JOBS=2
 ALL_TARGETS=(safetensors model_file config token_file task ids_file)
 TARGETS=("${ALL_TARGETS[@]}")
@@ -38,8 +40,9 @@ while [[ $# -gt 0 ]]; do
     --build-dir) BUILD="$(realpath -m "${2:?--build-dir needs a value}")"; shift 2 ;;
     --build-dir=*) BUILD="$(realpath -m "${1#*=}")"; shift ;;
     --no-build) BUILD_IT=0; shift ;;
+    --replay) REPLAY=1; shift ;;
     --jobs) JOBS="${2:?--jobs needs a value}"; shift 2 ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -98,19 +101,25 @@ for t in "${TARGETS[@]}"; do
   dict=()
   [[ -f "$ROOT/fuzz/dict/$t.dict" ]] && dict=(-dict="$ROOT/fuzz/dict/$t.dict")
   before=$(find "$artifacts" -type f | wc -l)
-  echo "=== fuzz_$t: ${SECONDS_PER_TARGET} s (log $log)"
   # -rss_limit_mb / -malloc_limit_mb: an input that makes a parser allocate over 2 GB is a finding.
   # -timeout: one input taking over 10 s is a finding. -max_len: the parsers see whole files;
   # 64 KiB leaves room for long lines and many tensors while keeping executions fast.
-  "$bin" -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048 \
-    -max_len=65536 -print_final_stats=1 -artifact_prefix="$artifacts/" "${dict[@]}" \
-    "$corpus" "$ROOT/fuzz/corpus/$t" >"$log" 2>&1
+  common=(-timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048 -max_len=65536 -print_final_stats=1
+          -artifact_prefix="$artifacts/")
+  if [[ $REPLAY -eq 1 ]]; then
+    echo "=== fuzz_$t: replaying fuzz/corpus/$t (log $log)"
+    "$bin" -runs=0 "${common[@]}" "$ROOT/fuzz/corpus/$t" >"$log" 2>&1
+  else
+    echo "=== fuzz_$t: ${SECONDS_PER_TARGET} s (log $log)"
+    "$bin" -max_total_time="$SECONDS_PER_TARGET" "${common[@]}" "${dict[@]}" "$corpus" "$ROOT/fuzz/corpus/$t" \
+      >"$log" 2>&1
+  fi
   rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
   added=$(sed -n 's/^stat::new_units_added: *//p' "$log" | tail -1)
   cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | cut -d' ' -f2)
-  units=$(find "$corpus" -type f | wc -l)
+  if [[ $REPLAY -eq 1 ]]; then units=$(find "$ROOT/fuzz/corpus/$t" -type f | wc -l); else units=$(find "$corpus" -type f | wc -l); fi
   after=$(find "$artifacts" -type f | wc -l)
   finding="none"
   if [[ $rc -ne 0 || $after -gt $before ]]; then
@@ -124,7 +133,8 @@ for t in "${TARGETS[@]}"; do
 done
 
 echo
-echo "fuzz.sh summary (${SECONDS_PER_TARGET} s per target):"
+if [[ $REPLAY -eq 1 ]]; then echo "fuzz.sh summary (seed corpus replay):"
+else echo "fuzz.sh summary (${SECONDS_PER_TARGET} s per target):"; fi
 printf '  %-12s %12s %8s %6s %7s  %s\n' target executions exec/s cov corpus findings
 for row in "${summary[@]}"; do
   IFS='|' read -r t e r c u f <<< "$row"
