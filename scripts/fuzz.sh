@@ -124,7 +124,8 @@ for t in "${TARGETS[@]}"; do
   finding="none"
   if [[ $rc -ne 0 || $after -gt $before ]]; then
     status=1
-    kind=$(grep -m1 -oE 'ERROR: (AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|libFuzzer): [a-zA-Z -]+|runtime error: .*|FUZZ_CHECK failed: .*|terminate called .*' "$log" | head -1)
+    kind=$(grep -m1 -oE 'ERROR: (AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|libFuzzer): .*|runtime error: .*|FUZZ_CHECK failed: .*|terminate called .*' "$log" \
+           | head -1 | sed -E 's/ on (address|unknown address).*//' | cut -c1-120)
     finding="exit $rc: ${kind:-see log}; newest artifact: $(ls -t "$artifacts" | head -1)"
     grep -m1 -B2 -A25 -E 'ERROR: |runtime error|FUZZ_CHECK|terminate called' "$log" | cut -c1-200 >&2
   fi
