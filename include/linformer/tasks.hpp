@@ -17,6 +17,7 @@
 //   // task.train.examples[i].label is the class id, task.info.labels the class names
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -154,7 +155,7 @@ class ListOpsGenerator {
 
  private:
   struct Impl;
-  Impl* impl_;
+  std::unique_ptr<Impl> impl_;
 };
 
 // Generates train/valid/test (the first opt.train unique trees go to train, the next to valid,

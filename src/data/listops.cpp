@@ -187,7 +187,7 @@ struct ListOpsGenerator::Impl {
   }
 };
 
-ListOpsGenerator::ListOpsGenerator(const ListOpsOptions& opt) : impl_(new Impl) {
+ListOpsGenerator::ListOpsGenerator(const ListOpsOptions& opt) : impl_(std::make_unique<Impl>()) {
   if (opt.max_depth < 1 || opt.max_depth > 64)
     throw ConfigError(fmt::format("listops: max_depth {} must be in [1, 64]", opt.max_depth));
   if (opt.max_args < 2 || opt.max_args > 1000)
@@ -202,7 +202,7 @@ ListOpsGenerator::ListOpsGenerator(const ListOpsOptions& opt) : impl_(new Impl) 
   impl_->toks.reserve((size_t)opt.max_len + 1);
 }
 
-ListOpsGenerator::~ListOpsGenerator() { delete impl_; }
+ListOpsGenerator::~ListOpsGenerator() = default;  // here, where Impl is complete
 
 const ListOpsStats& ListOpsGenerator::stats() const { return impl_->stats; }
 

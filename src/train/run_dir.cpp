@@ -104,6 +104,19 @@ void read_f32(const SafetensorsFile& f, const std::string& name, std::vector<flo
 
 }  // namespace
 
+namespace {
+// Removes a checkpoint folder so that no ckpt-NNNNNNNN folder is ever seen half deleted (a kill in
+// the middle of remove_all would leave one without its model): rename it out of the pattern first
+// (atomic), then delete. A kill after the rename leaves a ckpt-*.del folder, removed by the next save.
+void remove_checkpoint_dir(const fs::path& ckpt) {
+  fs::path doomed = ckpt;
+  doomed += ".del";
+  fs::remove_all(doomed);
+  fs::rename(ckpt, doomed);
+  fs::remove_all(doomed);
+}
+}  // namespace
+
 fs::path save_checkpoint(const fs::path& dir, int64_t step, const Model& model, const AdamW& opt, const json& state,
                          int keep) {
   const std::string name = fmt::format("ckpt-{:08d}", step);
@@ -117,29 +130,29 @@ fs::path save_checkpoint(const fs::path& dir, int64_t step, const Model& model, 
                     {{"adamw.steps", std::to_string(opt.steps())}});
   write_text_atomic(tmp_dir / "state.json", state.dump(2) + "\n");
   fsync_dir(tmp_dir);
-  fs::remove_all(final_dir);
+  if (fs::exists(final_dir)) remove_checkpoint_dir(final_dir);  // never the one `latest` names
   fs::rename(tmp_dir, final_dir);
   fsync_dir(dir);
   write_text_atomic(dir / "latest", name + "\n");
   fsync_dir(dir);
-  // Drop older checkpoints beyond `keep` (never the one `latest` names), folders left by a crash
-  // in the middle of a save (ckpt-*.tmp), and checkpoints past this step (left by a run that was
-  // rewound to an earlier checkpoint: they belong to a history that no longer exists).
-  std::vector<fs::path> old;
-  const std::regex ckpt_re("ckpt-[0-9]{8}"), tmp_re("ckpt-[0-9]{8}\\.tmp");
+  // Tidy up, now that `latest` names the new checkpoint: drop what a killed process left (folders
+  // ckpt-*.tmp and ckpt-*.del, files NAME.tmp.PID of write_text_atomic), checkpoints past this step
+  // (left by a run that was rewound to an earlier checkpoint: they belong to a history that no
+  // longer exists), and the oldest checkpoints beyond `keep`.
+  const std::regex ckpt_re("ckpt-[0-9]{8}"), leftover_dir_re("ckpt-[0-9]{8}\\.(tmp|del)"),
+      leftover_file_re(".+\\.tmp\\.[0-9]+");
+  std::vector<fs::path> leftovers, older, newer;
   for (auto& e : fs::directory_iterator(dir)) {
     const std::string n = e.path().filename().string();
+    if (e.is_regular_file() && std::regex_match(n, leftover_file_re)) leftovers.push_back(e.path());
     if (!e.is_directory() || n == name) continue;
-    if (std::regex_match(n, tmp_re) || (std::regex_match(n, ckpt_re) && n > name))
-      fs::remove_all(e.path());
-    else if (std::regex_match(n, ckpt_re))
-      old.push_back(e.path());
+    if (std::regex_match(n, leftover_dir_re)) leftovers.push_back(e.path());
+    if (std::regex_match(n, ckpt_re)) (n > name ? newer : older).push_back(e.path());
   }
-  std::sort(old.begin(), old.end());
-  while ((int)old.size() > keep - 1) {
-    fs::remove_all(old.front());
-    old.erase(old.begin());
-  }
+  for (const fs::path& p : leftovers) fs::remove_all(p);
+  for (const fs::path& p : newer) remove_checkpoint_dir(p);
+  std::sort(older.begin(), older.end());
+  for (size_t i = 0; (int)(older.size() - i) > keep - 1; ++i) remove_checkpoint_dir(older[i]);
   return final_dir;
 }
 
