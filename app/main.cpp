@@ -3,6 +3,7 @@
 // data_commands.hpp).
 // Errors from the library (linformer::Error) and the standard library are printed as
 // `error: <message>` on stderr with exit status 1; CLI11's own parse errors keep its exit codes.
+#include <csignal>
 #include <exception>
 #include <string>
 
@@ -19,6 +20,9 @@
 
 int main(int argc, char** argv) {
   using namespace linformer::app;
+  // A file-size limit (ulimit -f) must show up as a failed write with a clear error, the way a full
+  // disk does, not kill the process with SIGXFSZ in the middle of a file.
+  std::signal(SIGXFSZ, SIG_IGN);
 
   CLI::App app{"linformer: train and run Linformer encoders (and the standard Transformer) on the CPU.",
                "linformer"};

@@ -47,8 +47,15 @@ class CliTest : public ::testing::Test {
 
   // Runs `linformer ARGS` in the temporary folder; stdout only when `stdout_only`.
   RunResult run(const std::string& args, bool stdout_only = false) const {
-    const std::string cmd = "cd " + shell_quote(dir_.string()) + " && " + shell_quote(bin_) + " " + args +
-                            (stdout_only ? " 2>/dev/null" : " 2>&1");
+    return run_in_shell(shell_quote(bin_) + " " + args + (stdout_only ? " 2>/dev/null" : " 2>&1"));
+  }
+  // Runs `linformer ARGS` with a file-size limit of `blocks` x 512 bytes (ulimit -f).
+  RunResult run_with_file_size_limit(int blocks, const std::string& args) const {
+    return run_in_shell("ulimit -f " + std::to_string(blocks) + " && exec " + shell_quote(bin_) + " " + args + " 2>&1");
+  }
+  // Runs a shell command line in the temporary folder; captures its stdout.
+  RunResult run_in_shell(const std::string& command) const {
+    const std::string cmd = "cd " + shell_quote(dir_.string()) + " && " + command;
     RunResult r;
     FILE* p = popen(cmd.c_str(), "r");
     if (!p) {

@@ -25,6 +25,7 @@
 namespace {
 
 using cli_test::CliTest;
+using cli_test::RunResult;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
@@ -161,6 +162,43 @@ TEST_F(CliCrash, SigkillAtRandomMomentsThenResumeEqualsAnUninterruptedRun) {
       << "final weights differ";
   EXPECT_FALSE(writing_checkpoint("run")) << "temporary files left: "
                                           << ::testing::PrintToString(pretrain_test::listing(path("run")));
+}
+
+}  // namespace
+
+namespace {
+
+// A full disk, simulated with a file-size limit (ulimit -f; the tool ignores SIGXFSZ so that the
+// write fails with EFBIG like on a full disk): a clear error, a non-zero exit, the file being
+// replaced unchanged, and no temporary file or folder left.
+TEST_F(CliCrash, FullDiskKeepsTheExistingFiles) {
+  write("cfg.json", pretrain_test::tiny_config_json("linformer"));
+  ok("init --config cfg.json --seed 1 --out m.safetensors");
+  const std::string before = read("m.safetensors");
+  const std::vector<std::string> files = pretrain_test::listing(dir_);
+  // 40 blocks of 512 bytes: smaller than the model file (about 90 kB).
+  RunResult r = run_with_file_size_limit(40, "init --config cfg.json --seed 2 --out m.safetensors");
+  EXPECT_EQ(r.code, 1) << r.output;
+  for (const char* m : {"m.safetensors", "write failed", "File too large"})
+    EXPECT_NE(r.output.find(m), std::string::npos) << m << " not in:\n" << r.output;
+  EXPECT_TRUE(read("m.safetensors") == before) << "the existing model file was changed";
+  EXPECT_EQ(pretrain_test::listing(dir_), files);
+
+  // Training: a few steps with checkpoints, then a resume whose next checkpoint cannot be written.
+  write("train.txt", pretrain_test::grammar_corpus(200, 1));
+  ok("tokenizer train --input train.txt --vocab-size " + std::to_string(pretrain_test::kTokVocab) + " --out tok.model");
+  ok("tokenizer encode --model tok.model --input train.txt --out train.tokens");
+  const std::string common = "--threads 1 --batch-size 4 --seq-len 32 --eval-batches 1 --log-every 1";
+  ok("pretrain --config cfg.json --train train.tokens --valid train.tokens --out run --steps 4 --save-every 2 " + common);
+  const std::string latest = read("run/latest"), model = read("run/ckpt-00000004/model.safetensors");
+  const std::vector<std::string> run_files = pretrain_test::listing(path("run"));
+  r = run_with_file_size_limit(40, "pretrain --resume run --steps 6 --threads 1");
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("File too large"), std::string::npos) << r.output;
+  EXPECT_EQ(read("run/latest"), latest);
+  EXPECT_TRUE(read("run/ckpt-00000004/model.safetensors") == model);
+  EXPECT_EQ(pretrain_test::listing(path("run")), run_files) << "a file or folder was left behind";
+  EXPECT_EQ(check_run_folder("run", "after the failed save"), 4);
 }
 
 }  // namespace

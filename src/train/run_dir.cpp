@@ -124,12 +124,18 @@ fs::path save_checkpoint(const fs::path& dir, int64_t step, const Model& model, 
   const fs::path tmp_dir = dir / (name + ".tmp");
   fs::remove_all(tmp_dir);
   fs::create_directories(tmp_dir);
-  save_model(model, (tmp_dir / "model.safetensors").string());
-  write_safetensors((tmp_dir / "optimizer.safetensors").string(),
-                    {f32_tensor("adamw.m", opt.m()), f32_tensor("adamw.v", opt.v())},
-                    {{"adamw.steps", std::to_string(opt.steps())}});
-  write_text_atomic(tmp_dir / "state.json", state.dump(2) + "\n");
-  fsync_dir(tmp_dir);
+  try {
+    save_model(model, (tmp_dir / "model.safetensors").string());
+    write_safetensors((tmp_dir / "optimizer.safetensors").string(),
+                      {f32_tensor("adamw.m", opt.m()), f32_tensor("adamw.v", opt.v())},
+                      {{"adamw.steps", std::to_string(opt.steps())}});
+    write_text_atomic(tmp_dir / "state.json", state.dump(2) + "\n");
+    fsync_dir(tmp_dir);
+  } catch (...) {  // a full disk: leave nothing half written; `latest` still names the last good one
+    std::error_code ec;
+    fs::remove_all(tmp_dir, ec);
+    throw;
+  }
   if (fs::exists(final_dir)) remove_checkpoint_dir(final_dir);  // never the one `latest` names
   fs::rename(tmp_dir, final_dir);
   fsync_dir(dir);
