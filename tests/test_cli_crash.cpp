@@ -19,7 +19,6 @@
 
 #include "cli_test_util.hpp"
 #include "linformer/checkpoint.hpp"
-#include "linformer/error.hpp"
 #include "linformer/model.hpp"
 
 namespace {
@@ -136,13 +135,11 @@ TEST_F(CliCrash, SigkillAtRandomMomentsThenResumeEqualsAnUninterruptedRun) {
           last_step = step;
           continue;
         }
-        exited = true;  // it finished just before the signal
+        // else it finished just before the signal
       }
     } else {
       waitpid(pid, &status, 0);
-      exited = true;
     }
-    ASSERT_TRUE(exited);
     ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "round " << rounds << ":\n" << read("log.txt");
     finished = true;
   }
@@ -163,10 +160,6 @@ TEST_F(CliCrash, SigkillAtRandomMomentsThenResumeEqualsAnUninterruptedRun) {
   EXPECT_FALSE(writing_checkpoint("run")) << "temporary files left: "
                                           << ::testing::PrintToString(pretrain_test::listing(path("run")));
 }
-
-}  // namespace
-
-namespace {
 
 // A full disk, simulated with a file-size limit (ulimit -f; the tool ignores SIGXFSZ so that the
 // write fails with EFBIG like on a full disk): a clear error, a non-zero exit, the file being

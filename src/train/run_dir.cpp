@@ -102,9 +102,6 @@ void read_f32(const SafetensorsFile& f, const std::string& name, std::vector<flo
   std::memcpy(out.data(), t->bytes.data(), t->bytes.size());
 }
 
-}  // namespace
-
-namespace {
 // Removes a checkpoint folder so that no ckpt-NNNNNNNN folder is ever seen half deleted (a kill in
 // the middle of remove_all would leave one without its model): rename it out of the pattern first
 // (atomic), then delete. A kill after the rename leaves a ckpt-*.del folder, removed by the next save.
