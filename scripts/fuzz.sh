@@ -18,10 +18,12 @@
 # `DIR/fuzz/fuzz_<target> FILE`; FUZZ_VERBOSE=1 prints why an input is rejected).
 # Prints executions, executions per second, corpus size and findings per target; the exit status
 # is 1 if any target found something (or failed to run), 2 for a setup problem.
-# Debian packages: clang libclang-rt-14-dev libomp-14-dev (plus the project's own, scripts/setup.sh).
+# Debian packages: clang libclang-rt-14-dev libomp-14-dev (plus the project's own, scripts/setup.sh);
+# as root the missing ones are installed with apt-get, otherwise the command is printed.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ORIG_ARGS=("$@")
 SECONDS_PER_TARGET=60
 BUILD="$ROOT/build-fuzz"
 BUILD_IT=1
@@ -65,8 +67,17 @@ if [[ $BUILD_IT -eq 1 ]]; then
   fi
   if [[ ${#missing[@]} -gt 0 ]]; then
     echo "fuzz.sh: missing Debian packages: ${missing[*]}" >&2
-    echo "  apt-get install -y --no-install-recommends ${missing[*]}" >&2
-    exit 2
+    [[ -z "${FUZZ_SH_INSTALLED:-}" ]] || die "still missing after apt-get install: ${missing[*]}"
+    if [[ $(id -u) -ne 0 ]]; then
+      echo "  not root, so not installing them; run:" >&2
+      echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
+      exit 2
+    fi
+    # As root (CI), install them like scripts/setup.sh does.
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update && apt-get install -y --no-install-recommends "${missing[@]}" || die "apt-get install failed"
+    # clang was perhaps missing: now that it is there, the runtime packages follow its version.
+    FUZZ_SH_INSTALLED=1 exec bash "$0" "${ORIG_ARGS[@]}"
   fi
 
   # --- build -----------------------------------------------------------------------------------

@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -262,6 +264,32 @@ TEST_F(Checkpoint, WrongDtype) {
       if (t.name == "emb_norm.bias") t.dtype = "I32";
   });
   expect_throw_msg<IoError>([&] { load_model(p); }, {p, "emb_norm.bias", "I32", "F32"});
+}
+
+// NaN and infinities anywhere in a tensor are refused, naming the tensor and the element, and a
+// failed load_weights leaves the model unchanged.
+TEST_F(Checkpoint, NonFiniteWeightsAreRefused) {
+  const float bad_values[] = {std::nanf(""), INFINITY, -INFINITY};
+  for (float bad : bad_values) {
+    SCOPED_TRACE(bad);
+    const std::string p = edited([bad](SafetensorsFile& f) {
+      for (auto& t : f.tensors)
+        if (t.name == "blk.1.ffn_down.weight") std::memcpy(t.bytes.data() + 7 * sizeof(float), &bad, sizeof bad);
+    });
+    expect_throw_msg<IoError>([&] { load_model(p); }, {p, "'blk.1.ffn_down.weight'", "non-finite", "element 7"});
+    Model m(tiny());
+    m.init(5);
+    const std::vector<float> before = m.params().all_data();
+    expect_throw_msg<IoError>([&] { load_weights(m, p); }, {"blk.1.ffn_down.weight", "non-finite"});
+    EXPECT_EQ(m.params().all_data(), before);
+  }
+  // The largest finite values load.
+  const std::string big = edited([](SafetensorsFile& f) {
+    const float v = std::numeric_limits<float>::max();
+    for (auto& t : f.tensors)
+      if (t.name == "emb_norm.weight") std::memcpy(t.bytes.data(), &v, sizeof v);
+  });
+  EXPECT_NO_THROW(load_model(big));
 }
 
 TEST_F(Checkpoint, MissingConfig) {

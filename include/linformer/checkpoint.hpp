@@ -39,7 +39,8 @@ SafetensorsFile read_safetensors(const std::string& path);
 
 // Model <-> file. save_model writes every parameter (ParamTable order) plus the config.
 // load_model reads the config from the metadata, builds the model and checks that the file holds
-// exactly the model's tensors with the right dtype and shape (missing/unknown/mismatched: IoError).
+// exactly the model's tensors with the right dtype and shape (missing/unknown/mismatched: IoError)
+// and finite values (a NaN or infinity: IoError naming the tensor; the same for load_weights*).
 void save_model(const Model& model, const std::string& path);
 std::unique_ptr<Model> load_model(const std::string& path);
 // Copies the file's tensors into an existing model of the same config.

@@ -29,7 +29,7 @@ class Tokenizer {
   ~Tokenizer();
   Tokenizer(Tokenizer&&) noexcept;
 
-  std::vector<int32_t> encode(const std::string& text) const;  // no bos/eos added
+  std::vector<int32_t> encode(const std::string& text) const;  // no bos/eos added; InputError if not UTF-8
   std::string decode(const std::vector<int32_t>& ids) const;
   std::string piece(int32_t id) const;
   int32_t piece_to_id(const std::string& piece) const;

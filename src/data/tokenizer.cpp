@@ -4,6 +4,7 @@
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
+#include <filesystem>
 #include <string_view>
 #include <unordered_map>
 
@@ -178,7 +179,17 @@ void Tokenizer::train(const std::vector<std::string>& inputs, int vocab_size, co
 
 Tokenizer::Tokenizer(const std::string& model_path) : impl_(std::make_unique<Impl>()) {
   impl_->path = model_path;
-  const auto status = impl_->sp.Load(model_path);
+  // SentencePiece reads through std::ifstream, which throws its own exceptions for some unreadable
+  // paths (a folder); report every failure as an IoError naming the file.
+  std::error_code ec;
+  if (std::filesystem::exists(model_path, ec) && !std::filesystem::is_regular_file(model_path, ec))
+    throw IoError(fmt::format("{}: cannot load tokenizer: not a regular file", model_path));
+  sentencepiece::util::Status status;
+  try {
+    status = impl_->sp.Load(model_path);
+  } catch (const std::exception& e) {
+    throw IoError(fmt::format("{}: cannot load tokenizer: {}", model_path, e.what()));
+  }
   if (!status.ok()) throw IoError(fmt::format("{}: cannot load tokenizer: {}", model_path, status.ToString()));
   check_specials(impl_->sp, model_path);
 }
@@ -187,6 +198,11 @@ Tokenizer::~Tokenizer() = default;
 Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
 
 std::vector<int32_t> Tokenizer::encode(const std::string& text) const {
+  // SentencePiece would silently map invalid bytes to <unk>; say what is wrong instead.
+  const size_t bad = data_detail::find_invalid_utf8(text);
+  if (bad != std::string::npos)
+    throw InputError(fmt::format("text is not valid UTF-8 (byte 0x{:02X} at byte {})", (unsigned)(unsigned char)text[bad],
+                                 bad + 1));
   const std::vector<int> ids = impl_->sp.EncodeAsIds(text);
   return std::vector<int32_t>(ids.begin(), ids.end());
 }

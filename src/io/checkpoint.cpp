@@ -1,4 +1,5 @@
 // Model <-> safetensors file (docs/format.md).
+#include <cmath>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -65,6 +66,15 @@ void copy_weights(Model& model, const SafetensorsFile& f, const std::string& pat
     if (t->shape != p.shape)
       throw IoError(fmt::format("{}: tensor '{}' has shape {}, expected {} for this model config", path, p.name,
                                 shape_str(t->shape), shape_str(p.shape)));
+    // A NaN or infinite weight would only show up later as a NaN loss or NaN outputs far from
+    // its cause; the file is what is wrong, so say so here.
+    for (size_t j = 0; j < p.numel; ++j) {
+      float v;
+      std::memcpy(&v, t->bytes.data() + j * sizeof(float), sizeof v);
+      if (!std::isfinite(v))
+        throw IoError(fmt::format("{}: tensor '{}' holds a non-finite value ({}) at element {}: the weights are broken",
+                                  path, p.name, v, j));
+    }
   }
   // Copy only once everything matched, so a failed load leaves the model as it was.
   for (int i = 0; i < pt.size(); ++i)

@@ -360,14 +360,15 @@ FinetuneSummary ft_loop(Model& model, const FinetuneOptions& o, const fs::path& 
     const float loss = model.forward_cls(batch, labels);
     if (!std::isfinite(loss)) {
       progress.finish();
-      stop_training(dir, fmt::format("loss is {} at step {}", loss, st.step + 1));
+      stop_training(dir, fmt::format("loss is {} at step {}", for_message(loss), st.step + 1));
     }
     model.backward();
     for (uint8_t m : batch.mask) tokens += m;
     const float gnorm = clip_grad_norm(model.params(), o.clip);
     if (!std::isfinite(gnorm)) {
       progress.finish();
-      stop_training(dir, fmt::format("loss is {} but the gradient norm is {} at step {}", loss, gnorm, st.step + 1));
+      stop_training(dir, fmt::format("loss is {} but the gradient norm is {} at step {}", for_message(loss),
+                                     for_message(gnorm), st.step + 1));
     }
     const float lr = sched.lr(st.step);
     opt.step(lr);

@@ -68,7 +68,7 @@ std::string read_text(const fs::path& path) {
 json read_json(const fs::path& path) {
   try {
     return json::parse(read_text(path));
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e999
     throw IoError(fmt::format("{}: invalid JSON: {}", path.string(), e.what()));
   }
 }

@@ -7,6 +7,7 @@
 // to continue: its step, data position, dropout counter). It is written as ckpt-SSSSSSSS.tmp/,
 // renamed when complete, and only then does DIR/latest (replaced atomically) name it.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -75,6 +76,8 @@ bool stop_requested();
 // Throws Error("training stopped: WHAT; the last good checkpoint is DIR/ckpt-... (try a lower
 // --lr or a longer --warmup)") ("no checkpoint was saved" when there is none).
 [[noreturn]] void stop_training(const std::filesystem::path& dir, const std::string& what);
+// v for messages: a NaN prints as "nan" whatever its sign bit (fmt writes "-nan" otherwise).
+inline double for_message(double v) { return std::isnan(v) ? std::fabs(v) : v; }
 
 bool all_finite(const std::vector<float>& v);
 

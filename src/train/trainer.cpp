@@ -198,7 +198,7 @@ TrainSummary run_loop(Model& model, const TrainOptions& o, const fs::path& dir, 
       float loss = model.forward_mlm(batch, labels);
       if (!std::isfinite(loss)) {
         progress.finish();
-        stop_training(dir, fmt::format("loss is {} at step {}", loss, st.step + 1));
+        stop_training(dir, fmt::format("loss is {} at step {}", for_message(loss), st.step + 1));
       }
       model.backward();
       loss_sum += loss;
@@ -209,8 +209,8 @@ TrainSummary run_loop(Model& model, const TrainOptions& o, const fs::path& dir, 
     const float gnorm = clip_grad_norm(model.params(), o.clip);
     if (!std::isfinite(gnorm)) {  // a finite loss with overflowing gradients: do not apply them
       progress.finish();
-      stop_training(dir, fmt::format("loss is {} but the gradient norm is {} at step {}", loss_sum / o.accum, gnorm,
-                                     st.step + 1));
+      stop_training(dir, fmt::format("loss is {} but the gradient norm is {} at step {}", loss_sum / o.accum,
+                                     for_message(gnorm), st.step + 1));
     }
     const float lr = sched.lr(st.step);
     opt.step(lr);
