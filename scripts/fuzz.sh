@@ -4,6 +4,8 @@
 #   bash scripts/fuzz.sh [--seconds S | --replay] [--targets a,b,...] [--build-dir DIR] [--no-build] [--jobs N]
 #
 # --seconds S   fuzzing time per target (default 60)
+# --runs N      also stop a target after N executions (whichever comes first; for long runs
+#               toward a number of executions: --seconds 86400 --runs 10000000)
 # --replay      no fuzzing: run every target once over its seed corpus (a quick regression check)
 # --targets     comma-separated subset of: safetensors model_file config token_file task ids_file
 # --build-dir   CMake build folder (default build-fuzz; configured with CC=clang CXX=clang++
@@ -28,6 +30,7 @@ SECONDS_PER_TARGET=60
 BUILD="$ROOT/build-fuzz"
 BUILD_IT=1
 REPLAY=0
+RUNS=-1
 JOBS=2
 ALL_TARGETS=(safetensors model_file config token_file task ids_file)
 TARGETS=("${ALL_TARGETS[@]}")
@@ -42,13 +45,16 @@ while [[ $# -gt 0 ]]; do
     --build-dir) BUILD="$(realpath -m "${2:?--build-dir needs a value}")"; shift 2 ;;
     --build-dir=*) BUILD="$(realpath -m "${1#*=}")"; shift ;;
     --no-build) BUILD_IT=0; shift ;;
+    --runs) RUNS="${2:?--runs needs a value}"; shift 2 ;;
+    --runs=*) RUNS="${1#*=}"; shift ;;
     --replay) REPLAY=1; shift ;;
     --jobs) JOBS="${2:?--jobs needs a value}"; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
 [[ "$SECONDS_PER_TARGET" =~ ^[0-9]+$ && "$SECONDS_PER_TARGET" -ge 1 ]] || die "--seconds must be a positive integer"
+[[ "$RUNS" == -1 || ( "$RUNS" =~ ^[0-9]+$ && "$RUNS" -ge 1 ) ]] || die "--runs must be a positive integer"
 for t in "${TARGETS[@]}"; do
   [[ " ${ALL_TARGETS[*]} " == *" $t "* ]] || die "unknown target '$t' (known: ${ALL_TARGETS[*]})"
 done
@@ -122,7 +128,7 @@ for t in "${TARGETS[@]}"; do
     "$bin" -runs=0 "${common[@]}" "$ROOT/fuzz/corpus/$t" >"$log" 2>&1
   else
     echo "=== fuzz_$t: ${SECONDS_PER_TARGET} s (log $log)"
-    "$bin" -max_total_time="$SECONDS_PER_TARGET" "${common[@]}" "${dict[@]}" "$corpus" "$ROOT/fuzz/corpus/$t" \
+    "$bin" -max_total_time="$SECONDS_PER_TARGET" -runs="$RUNS" "${common[@]}" "${dict[@]}" "$corpus" "$ROOT/fuzz/corpus/$t" \
       >"$log" 2>&1
   fi
   rc=$?

@@ -5,15 +5,22 @@
 #pragma once
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "pretrain_test_util.hpp"
 
@@ -87,6 +94,46 @@ class CliTest : public ::testing::Test {
       _exit(127);
     }
     return pid;
+  }
+
+  // For a process started with start(): waits until `marker` appears in the file `watch` (the
+  // run has begun), sends SIGTERM and waits for the exit. `started` is false when the process
+  // ended before the marker showed; `error` is set (and the process killed) when it did not stop
+  // within two minutes.
+  struct Stopped {
+    bool started = false;
+    int status = 0;  // as from waitpid
+    std::string error;
+  };
+  Stopped sigterm_once_started(pid_t pid, const std::string& watch, const std::string& marker) const {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+    Stopped s;
+    while (seconds() < 60) {
+      if (read(watch).find(marker) != std::string::npos) {
+        s.started = true;
+        break;
+      }
+      if (waitpid(pid, &s.status, WNOHANG) == pid) return s;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    kill(pid, SIGTERM);
+    while (seconds() < 120)
+      if (waitpid(pid, &s.status, WNOHANG) == pid)
+        return s;
+      else
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    kill(pid, SIGKILL);
+    waitpid(pid, &s.status, 0);
+    s.error = "the process did not stop within a minute of SIGTERM";
+    return s;
+  }
+
+  // The step of the latest checkpoint of a run folder (its state.json).
+  int64_t checkpoint_step(const std::string& run) const {
+    std::string name = read(run + "/latest");
+    while (!name.empty() && std::isspace((unsigned char)name.back())) name.pop_back();
+    return nlohmann::json::parse(read(run + "/" + name + "/state.json")).at("step").get<int64_t>();
   }
 
   std::string path(const std::string& name) const { return (dir_ / name).string(); }

@@ -10,38 +10,20 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "cli_test_util.hpp"
 #include "linformer/checkpoint.hpp"
 
 namespace fs = std::filesystem;
+using cli_test::RunResult;
+using pretrain_test::read_bytes;
 using linformer::NamedTensor;
 using linformer::read_safetensors;
 using linformer::SafetensorsFile;
 
 namespace {
-
-struct RunResult {
-  int code = -1;       // exit status (-1: killed by a signal)
-  std::string output;  // stdout and stderr together
-};
-
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-std::string read_bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // A small model that runs in milliseconds.
 std::string small_config(const std::string& attention, int n_layers = 2) {
@@ -72,77 +54,15 @@ std::vector<T> values_of(const SafetensorsFile& f, const std::string& name) {
   return v;
 }
 
-class Cli : public ::testing::Test {
+class Cli : public cli_test::CliTest {
  protected:
-  void SetUp() override {
-    const char* bin = std::getenv("LINFORMER_BIN");
-    ASSERT_NE(bin, nullptr) << "LINFORMER_BIN is not set (ctest sets it to the linformer binary)";
-    bin_ = bin;
-    ASSERT_TRUE(fs::exists(bin_)) << bin_;
-    std::string tmpl = (fs::temp_directory_path() / "linformer-cli-XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    if (!dir_.empty()) {
-      std::error_code ec;
-      fs::remove_all(dir_, ec);
-    }
-  }
-
-  // Runs `linformer ARGS` in the temporary folder.
-  RunResult run(const std::string& args) const {
-    const std::string cmd = "cd " + shell_quote(dir_.string()) + " && " + shell_quote(bin_) + " " + args + " 2>&1";
-    RunResult r;
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) {
-      ADD_FAILURE() << "popen failed: " << cmd;
-      return r;
-    }
-    char buf[4096];
-    size_t got;
-    while ((got = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, got);
-    const int status = pclose(p);
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return r;
-  }
-
-  void write(const std::string& name, const std::string& content) const {
-    std::ofstream out(dir_ / name, std::ios::binary);
-    out << content;
-    ASSERT_TRUE(out.good()) << name;
-  }
-
-  fs::path path(const std::string& name) const { return dir_ / name; }
-
-  std::set<std::string> listing() const {
-    std::set<std::string> names;
-    for (const auto& e : fs::directory_iterator(dir_)) names.insert(e.path().filename().string());
-    return names;
-  }
-
-  // Runs a command that must fail: non-zero exit, a message that contains every one of
-  // `needles`, and no new file in the folder (no output, no leftover temporary file).
-  void expect_failure(const std::string& args, const std::vector<std::string>& needles) const {
-    const std::set<std::string> before = listing();
-    const RunResult r = run(args);
-    EXPECT_NE(r.code, 0) << "linformer " << args << " succeeded:\n" << r.output;
-    for (const std::string& n : needles) {
-      EXPECT_NE(r.output.find(n), std::string::npos)
-          << "linformer " << args << ": message does not mention '" << n << "':\n" << r.output;
-    }
-    EXPECT_EQ(listing(), before) << "linformer " << args << " left a file behind";
-  }
+  Cli() : CliTest("linformer_test_cli_") {}
 
   // Writes config.json and model.safetensors: the small model.
   void make_model(const std::string& attention = "linformer") const {
     write("config.json", small_config(attention));
-    const RunResult r = run("init --config config.json --seed 7 --out model.safetensors");
-    ASSERT_EQ(r.code, 0) << r.output;
+    ok("init --config config.json --seed 7 --out model.safetensors");
   }
-
-  std::string bin_;
-  fs::path dir_;
 };
 
 // --- success paths ----------------------------------------------------------------------------
@@ -184,7 +104,7 @@ TEST_F(Cli, InitIsDeterministicInTheSeed) {
   EXPECT_EQ(a, read_bytes(path("b.safetensors"))) << "same seed, different files";
   EXPECT_NE(a, read_bytes(path("c.safetensors"))) << "different seeds, same file";
 
-  const SafetensorsFile f = read_safetensors(path("a.safetensors").string());
+  const SafetensorsFile f = read_safetensors(path("a.safetensors"));
   EXPECT_EQ(f.metadata.count("linformer.config"), 1u);
   EXPECT_EQ(shape_of(f, "tok_emb.weight"), (std::vector<int64_t>{50, 16}));
   EXPECT_EQ(shape_of(f, "pos_emb.weight"), (std::vector<int64_t>{16, 16}));
@@ -208,7 +128,7 @@ TEST_P(CliAttention, InitAndForwardWriteTensorsOfTheRightShapes) {
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("B=3 n=7"), std::string::npos) << r.output;
 
-  const SafetensorsFile f = read_safetensors(path("out.safetensors").string());
+  const SafetensorsFile f = read_safetensors(path("out.safetensors"));
   EXPECT_EQ(shape_of(f, "hidden"), (std::vector<int64_t>{3, 7, 16}));
   EXPECT_EQ(shape_of(f, "logits"), (std::vector<int64_t>{3, 7, 50}));
   EXPECT_EQ(shape_of(f, "mask"), (std::vector<int64_t>{3, 7}));
@@ -235,7 +155,7 @@ TEST_P(CliAttention, InitAndForwardWriteTensorsOfTheRightShapes) {
   write("one.txt", "7 8 9\n");
   r = run("--threads 1 forward --model model.safetensors --ids one.txt --out one.safetensors");
   ASSERT_EQ(r.code, 0) << r.output;
-  const SafetensorsFile g = read_safetensors(path("one.safetensors").string());
+  const SafetensorsFile g = read_safetensors(path("one.safetensors"));
   EXPECT_EQ(shape_of(g, "hidden"), (std::vector<int64_t>{1, 3, 16}));
   const std::vector<float> alone = values_of<float>(g, "hidden");
   ASSERT_EQ(alone.size(), 48u);

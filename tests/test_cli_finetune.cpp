@@ -64,12 +64,6 @@ std::vector<json> json_lines(const std::string& text) {
   return out;
 }
 
-int64_t checkpoint_step(const std::string& run_dir) {
-  std::string name = read_bytes(run_dir + "/latest");
-  while (!name.empty() && std::isspace((unsigned char)name.back())) name.pop_back();
-  return json::parse(read_bytes(run_dir + "/" + name + "/state.json")).at("step").get<int64_t>();
-}
-
 }  // namespace
 
 // ------------------------------------------------------------------ finetune, eval, predict
@@ -141,7 +135,7 @@ TEST_F(CliFinetune, ScratchModelLearnsAndEvalPredictWork) {
   expect_failure("finetune --resume run", {"already reached step 300 of 300", "--steps"});
   expect_failure("finetune --resume run --steps 310 --lr 1", {"--lr", "--resume"});
   ok("finetune --resume run --steps 305 --threads 1");
-  EXPECT_EQ(checkpoint_step(path("run")), 305);
+  EXPECT_EQ(checkpoint_step("run"), 305);
 }
 
 // A pretrained model file (linformer init) gives the fine-tuned model its weights: one step with
@@ -172,44 +166,21 @@ TEST_F(CliFinetune, SigtermSavesACheckpointAndResumeContinues) {
                            "--threads 1 --batch-size 4 --log-every 1";
   const pid_t pid = start(args, "log.txt");
   ASSERT_GT(pid, 0);
-  const auto t0 = std::chrono::steady_clock::now();
-  auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
-  bool started = false, exited = false;
-  int status = 0;
-  while (seconds() < 60) {
-    if (read("run/metrics.jsonl").find("train_loss") != std::string::npos) {
-      started = true;
-      break;
-    }
-    if (waitpid(pid, &status, WNOHANG) == pid) {
-      exited = true;
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  if (!exited) {
-    kill(pid, SIGTERM);
-    while (seconds() < 120 && waitpid(pid, &status, WNOHANG) != pid)
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    if (seconds() >= 120) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      FAIL() << "linformer finetune did not stop after SIGTERM:\n" << read("log.txt");
-    }
-  }
-  ASSERT_TRUE(started) << "the run did not start:\n" << read("log.txt");
-  ASSERT_TRUE(WIFEXITED(status)) << read("log.txt");
-  ASSERT_EQ(WEXITSTATUS(status), 0) << read("log.txt");
+  const Stopped stop = sigterm_once_started(pid, "run/metrics.jsonl", "train_loss");
+  ASSERT_TRUE(stop.error.empty()) << stop.error << ":\n" << read("log.txt");
+  ASSERT_TRUE(stop.started) << "the run did not start:\n" << read("log.txt");
+  ASSERT_TRUE(WIFEXITED(stop.status)) << read("log.txt");
+  ASSERT_EQ(WEXITSTATUS(stop.status), 0) << read("log.txt");
   const std::string log = read("log.txt");
   EXPECT_NE(log.find("interrupted"), std::string::npos) << log;
   EXPECT_NE(log.find("--resume run"), std::string::npos) << log;
-  const int64_t stopped = checkpoint_step(path("run"));
+  const int64_t stopped = checkpoint_step("run");
   ASSERT_LT(stopped, total) << "the run finished before SIGTERM arrived; nothing to resume";
   std::printf("SIGTERM: the run stopped after step %lld of %lld\n", (long long)stopped, (long long)total);
 
   const RunResult r = run("finetune --resume run --threads 1");
   ASSERT_EQ(r.code, 0) << r.output;
-  EXPECT_EQ(checkpoint_step(path("run")), total);
+  EXPECT_EQ(checkpoint_step("run"), total);
   ok(args.substr(0, args.find("--out run")) + "--out straight" + args.substr(args.find("--out run") + 9));
   expect_same_metrics(path("straight/metrics.jsonl"), path("run/metrics.jsonl"));
   const std::string final_model = "/ckpt-00002000/model.safetensors";

@@ -3,96 +3,35 @@
 // pretrain, fill-mask, eval-mlm), SIGTERM in the middle of a run (exit 0, a checkpoint, and
 // --resume gives the same run as an uninterrupted one), a non-finite loss (exit 1, `latest`
 // unchanged), and bad input (non-zero exit, a message naming the file or option, nothing written).
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <signal.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
-#include <chrono>
-#include <cctype>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "cli_test_util.hpp"
 #include "linformer/checkpoint.hpp"
 #include "pretrain_test_util.hpp"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
+using namespace cli_test;
 using namespace pretrain_test;
 
 namespace {
 
-struct RunResult {
-  int code = -1;       // exit status (-1: killed by a signal)
-  std::string output;  // stdout and stderr together
-};
-
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 // Small and fast: one thread (the models are tiny), few evaluation batches.
 const std::string kFast = "--threads 1 --batch-size 4 --seq-len 32 --eval-batches 2 --log-every 1";
 
-class CliPretrain : public ::testing::Test {
+class CliPretrain : public CliTest {
  protected:
-  void SetUp() override {
-    const char* bin = std::getenv("LINFORMER_BIN");
-    ASSERT_NE(bin, nullptr) << "LINFORMER_BIN is not set (ctest sets it to the linformer binary)";
-    bin_ = bin;
-    ASSERT_TRUE(fs::exists(bin_)) << bin_;
-    tmp_ = std::make_unique<TempDir>("linformer_test_cli_pretrain_");
-    dir_ = tmp_->path();
-  }
-
-  // Runs `linformer ARGS` in the temporary folder.
-  RunResult run(const std::string& args) const {
-    const std::string cmd = "cd " + shell_quote(dir_.string()) + " && " + shell_quote(bin_) + " " + args + " 2>&1";
-    RunResult r;
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) {
-      ADD_FAILURE() << "popen failed: " << cmd;
-      return r;
-    }
-    char buf[4096];
-    size_t got;
-    while ((got = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, got);
-    const int status = pclose(p);
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return r;
-  }
-  void ok(const std::string& args) const {
-    const RunResult r = run(args);
-    ASSERT_EQ(r.code, 0) << "linformer " << args << ":\n" << r.output;
-  }
-
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-  void write(const std::string& name, const std::string& text) const { write_file(path(name), text); }
-  std::string read(const std::string& name) const { return read_bytes(path(name)); }
-
-  // Runs a command that must fail: non-zero exit, a message that contains every one of
-  // `needles`, and no file added or removed in the folder.
-  void expect_failure(const std::string& args, const std::vector<std::string>& needles) const {
-    const std::vector<std::string> before = listing(dir_);
-    const RunResult r = run(args);
-    EXPECT_NE(r.code, 0) << "linformer " << args << " succeeded:\n" << r.output;
-    for (const std::string& n : needles)
-      EXPECT_NE(r.output.find(n), std::string::npos)
-          << "linformer " << args << ": message does not mention '" << n << "':\n" << r.output;
-    EXPECT_EQ(listing(dir_), before) << "linformer " << args << " added or removed a file";
-  }
+  CliPretrain() : CliTest("linformer_test_cli_pretrain_") {}
 
   // train.txt, valid.txt -> tok.model (40 pieces), train.tokens, valid.tokens, cfg.json.
   void make_data(const std::string& attention = "linformer") const {
@@ -103,17 +42,7 @@ class CliPretrain : public ::testing::Test {
     ok("tokenizer encode --model tok.model --input valid.txt --out valid.tokens");
     write("cfg.json", tiny_config_json(attention));
   }
-
-  std::string bin_;
-  std::unique_ptr<TempDir> tmp_;
-  fs::path dir_;
 };
-
-int64_t checkpoint_step(const std::string& run_dir) {
-  std::string name = read_bytes(run_dir + "/latest");
-  while (!name.empty() && std::isspace((unsigned char)name.back())) name.pop_back();
-  return json::parse(read_bytes(run_dir + "/" + name + "/state.json")).at("step").get<int64_t>();
-}
 
 }  // namespace
 
@@ -149,7 +78,7 @@ TEST_F(CliPretrain, TextToModelToFillMask) {
   // Resuming a finished run needs a larger --steps; with one it continues.
   expect_failure("pretrain --resume run", {"run", "already reached step 40 of 40", "--steps"});
   ok("pretrain --resume run --steps 44 --threads 1");
-  EXPECT_EQ(checkpoint_step(path("run")), 44);
+  EXPECT_EQ(checkpoint_step("run"), 44);
 }
 
 // ------------------------------------------------------------------ SIGTERM
@@ -162,52 +91,19 @@ TEST_F(CliPretrain, SigtermSavesACheckpointAndResumeContinues) {
   const int64_t total = 400;
   const std::string args = "pretrain --config cfg.json --train train.tokens --valid valid.tokens --out run --steps " +
                            std::to_string(total) + " --lr 2e-3 --warmup 10 --eval-every 50 --save-every 1000 " + kFast;
-  const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {  // child: linformer ARGS > log.txt 2>&1, in the folder
-    if (chdir(dir_.c_str()) != 0) _exit(126);
-    const int fd = open("log.txt", O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) _exit(126);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    execl("/bin/sh", "sh", "-c", ("exec " + shell_quote(bin_) + " " + args).c_str(), (char*)nullptr);
-    _exit(127);
-  }
-  // Wait for the first train step in metrics.jsonl, then ask the run to stop.
-  const auto t0 = std::chrono::steady_clock::now();
-  auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
-  bool started = false;
-  int status = 0;
-  bool exited = false;
-  while (seconds() < 60) {
-    if (read("run/metrics.jsonl").find("train_loss") != std::string::npos) {
-      started = true;
-      break;
-    }
-    if (waitpid(pid, &status, WNOHANG) == pid) {
-      exited = true;
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  if (!exited) {
-    kill(pid, SIGTERM);
-    while (seconds() < 120 && waitpid(pid, &status, WNOHANG) != pid)
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    if (seconds() >= 120) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      FAIL() << "linformer pretrain did not stop within a minute of SIGTERM:\n" << read("log.txt");
-    }
-  }
-  ASSERT_TRUE(started) << "the run did not start:\n" << read("log.txt");
-  ASSERT_TRUE(WIFEXITED(status)) << "killed by signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0) << ":\n"
-                                 << read("log.txt");
-  ASSERT_EQ(WEXITSTATUS(status), 0) << read("log.txt");
+  const pid_t pid = start(args, "log.txt");
+  ASSERT_GT(pid, 0);
+  // Stop the run once its first train step is in metrics.jsonl.
+  const Stopped stop = sigterm_once_started(pid, "run/metrics.jsonl", "train_loss");
+  ASSERT_TRUE(stop.error.empty()) << stop.error << ":\n" << read("log.txt");
+  ASSERT_TRUE(stop.started) << "the run did not start:\n" << read("log.txt");
+  ASSERT_TRUE(WIFEXITED(stop.status)) << "killed by signal " << (WIFSIGNALED(stop.status) ? WTERMSIG(stop.status) : 0)
+                                      << ":\n" << read("log.txt");
+  ASSERT_EQ(WEXITSTATUS(stop.status), 0) << read("log.txt");
   const std::string log = read("log.txt");
   EXPECT_NE(log.find("interrupted"), std::string::npos) << log;
   EXPECT_NE(log.find("--resume run"), std::string::npos) << log;
-  const int64_t stopped = checkpoint_step(path("run"));
+  const int64_t stopped = checkpoint_step("run");
   EXPECT_GE(stopped, 1);
   ASSERT_LT(stopped, total) << "the run finished before SIGTERM arrived; nothing to resume";
   std::printf("SIGTERM: the run stopped after step %lld of %lld\n", (long long)stopped, (long long)total);
@@ -217,7 +113,7 @@ TEST_F(CliPretrain, SigtermSavesACheckpointAndResumeContinues) {
   const RunResult r = run("pretrain --resume run --threads 1");
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("resuming run"), std::string::npos) << r.output;
-  EXPECT_EQ(checkpoint_step(path("run")), total);
+  EXPECT_EQ(checkpoint_step("run"), total);
 
   // The same run without the interruption.
   ok(args.substr(0, args.find("--out run")) + "--out straight" + args.substr(args.find("--out run") + 9));
