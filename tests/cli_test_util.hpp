@@ -97,7 +97,7 @@ class CliTest : public ::testing::Test {
   }
 
   // For a process started with start(): waits until `marker` appears in the file `watch` (the
-  // run has begun), sends SIGTERM and waits for the exit. `started` is false when the process
+  // run has begun), sends `sig` (SIGTERM or SIGINT) and waits for the exit. `started` is false when the process
   // ended before the marker showed; `error` is set (and the process killed) when it did not stop
   // within two minutes.
   struct Stopped {
@@ -105,7 +105,7 @@ class CliTest : public ::testing::Test {
     int status = 0;  // as from waitpid
     std::string error;
   };
-  Stopped sigterm_once_started(pid_t pid, const std::string& watch, const std::string& marker) const {
+  Stopped signal_once_started(pid_t pid, const std::string& watch, const std::string& marker, int sig) const {
     const auto t0 = std::chrono::steady_clock::now();
     auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
     Stopped s;
@@ -117,7 +117,7 @@ class CliTest : public ::testing::Test {
       if (waitpid(pid, &s.status, WNOHANG) == pid) return s;
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
-    kill(pid, SIGTERM);
+    kill(pid, sig);
     while (seconds() < 120)
       if (waitpid(pid, &s.status, WNOHANG) == pid)
         return s;
@@ -125,7 +125,7 @@ class CliTest : public ::testing::Test {
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
     kill(pid, SIGKILL);
     waitpid(pid, &s.status, 0);
-    s.error = "the process did not stop within a minute of SIGTERM";
+    s.error = "the process did not stop within a minute of signal " + std::to_string(sig);
     return s;
   }
 

@@ -1,6 +1,6 @@
 // End-to-end tests of `linformer finetune`, `eval` and `predict` (LINFORMER_BIN): a classifier
 // from scratch learns the synthetic has7 task and eval/predict print what docs/finetune.md says
-// (the JSON parsed), fine-tuning from a pretrained model file loads its weights, SIGTERM in the
+// (the JSON parsed), fine-tuning from a pretrained model file loads its weights, SIGINT (Ctrl-C) in the
 // middle of a run (exit 0, a checkpoint, --resume gives the uninterrupted run), and bad input
 // (non-zero exit, a message naming the file and line or the option, nothing written).
 #include <gtest/gtest.h>
@@ -156,9 +156,9 @@ TEST_F(CliFinetune, PretrainedModelFileIsLoaded) {
   EXPECT_EQ(json::parse(read("run/config.json")).at("num_labels"), 2);
 }
 
-// ------------------------------------------------------------------ SIGTERM
+// ------------------------------------------------------------------ SIGINT (Ctrl-C; SIGTERM: test_cli_pretrain)
 
-TEST_F(CliFinetune, SigtermSavesACheckpointAndResumeContinues) {
+TEST_F(CliFinetune, SigintSavesACheckpointAndResumeContinues) {
   make_task();
   const int64_t total = 2000;
   const std::string args = "finetune --model none --config cfg.json --task task --out run --steps " +
@@ -166,7 +166,7 @@ TEST_F(CliFinetune, SigtermSavesACheckpointAndResumeContinues) {
                            "--threads 1 --batch-size 4 --log-every 1";
   const pid_t pid = start(args, "log.txt");
   ASSERT_GT(pid, 0);
-  const Stopped stop = sigterm_once_started(pid, "run/metrics.jsonl", "train_loss");
+  const Stopped stop = signal_once_started(pid, "run/metrics.jsonl", "train_loss", SIGINT);  // Ctrl-C
   ASSERT_TRUE(stop.error.empty()) << stop.error << ":\n" << read("log.txt");
   ASSERT_TRUE(stop.started) << "the run did not start:\n" << read("log.txt");
   ASSERT_TRUE(WIFEXITED(stop.status)) << read("log.txt");
@@ -175,8 +175,8 @@ TEST_F(CliFinetune, SigtermSavesACheckpointAndResumeContinues) {
   EXPECT_NE(log.find("interrupted"), std::string::npos) << log;
   EXPECT_NE(log.find("--resume run"), std::string::npos) << log;
   const int64_t stopped = checkpoint_step("run");
-  ASSERT_LT(stopped, total) << "the run finished before SIGTERM arrived; nothing to resume";
-  std::printf("SIGTERM: the run stopped after step %lld of %lld\n", (long long)stopped, (long long)total);
+  ASSERT_LT(stopped, total) << "the run finished before SIGINT arrived; nothing to resume";
+  std::printf("SIGINT: the run stopped after step %lld of %lld\n", (long long)stopped, (long long)total);
 
   const RunResult r = run("finetune --resume run --threads 1");
   ASSERT_EQ(r.code, 0) << r.output;

@@ -4,6 +4,7 @@
 // --resume gives the same run as an uninterrupted one), a non-finite loss (exit 1, `latest`
 // unchanged), and bad input (non-zero exit, a message naming the file or option, nothing written).
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/wait.h>
 
 #include <cmath>
@@ -94,7 +95,7 @@ TEST_F(CliPretrain, SigtermSavesACheckpointAndResumeContinues) {
   const pid_t pid = start(args, "log.txt");
   ASSERT_GT(pid, 0);
   // Stop the run once its first train step is in metrics.jsonl.
-  const Stopped stop = sigterm_once_started(pid, "run/metrics.jsonl", "train_loss");
+  const Stopped stop = signal_once_started(pid, "run/metrics.jsonl", "train_loss", SIGTERM);
   ASSERT_TRUE(stop.error.empty()) << stop.error << ":\n" << read("log.txt");
   ASSERT_TRUE(stop.started) << "the run did not start:\n" << read("log.txt");
   ASSERT_TRUE(WIFEXITED(stop.status)) << "killed by signal " << (WIFSIGNALED(stop.status) ? WTERMSIG(stop.status) : 0)
