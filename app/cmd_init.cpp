@@ -36,7 +36,8 @@ void run_init(const InitOptions& opt) {
   fmt::print("init: attention={} layers={} d_model={} heads={} d_ff={} vocab={} max_len={}", to_string(cfg.attention),
              cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.vocab_size, cfg.max_len);
   if (cfg.attention == AttentionKind::Linformer) {
-    fmt::print(" k={} sharing={} proj_order={}", k, to_string(cfg.sharing), to_string(cfg.proj_order));
+    fmt::print(" k={} sharing={} proj_order={} projection={}", k, to_string(cfg.sharing), to_string(cfg.proj_order),
+               to_string(cfg.projection));
   }
   const size_t n = model.params().total();
   fmt::print(" params={} ({:.1f} MB) seed={} -> {}\n", n, static_cast<double>(n) * 4.0 / 1e6, opt.seed, opt.out);

@@ -16,6 +16,7 @@
 #include "task_commands.hpp"
 #include "bench_commands.hpp"
 #include "finetune_commands.hpp"
+#include "analysis_commands.hpp"
 #include "linformer/error.hpp"
 
 int main(int argc, char** argv) {
@@ -55,6 +56,10 @@ int main(int argc, char** argv) {
   CLI::App* eval = add_eval_command(app, eval_opt);
   PredictOptions predict_opt;
   CLI::App* predict = add_predict_command(app, predict_opt);
+  SpectrumOptions spectrum_opt;
+  CLI::App* spectrum = add_spectrum_command(app, spectrum_opt);
+  AttentionMapOptions attention_map_opt;
+  CLI::App* attention_map = add_attention_map_command(app, attention_map_opt);
 
   try {
     app.parse(argc, argv);
@@ -87,6 +92,10 @@ int main(int argc, char** argv) {
       run_eval(eval_opt, threads);
     } else if (predict->parsed()) {
       run_predict(predict_opt, threads);
+    } else if (spectrum->parsed()) {
+      run_spectrum(spectrum_opt, threads);
+    } else if (attention_map->parsed()) {
+      run_attention_map(attention_map_opt, threads);
     }
   } catch (const linformer::Error& e) {
     fmt::print(stderr, "error: {}\n", e.what());

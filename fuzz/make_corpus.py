@@ -82,13 +82,19 @@ def corpus_safetensors():
 def model_params(c):
     V, N, d, f, h = c["vocab_size"], c["max_len"], c["d_model"], c["d_ff"], c["n_heads"]
     L = c["n_layers"]
-    lin = c.get("attention", "linformer") == "linformer"
+    projection = c.get("projection", "learned")
+    # mean/max pooling have no tensors; conv has a kernel [w] (w = N / k) where the others have [k, N]
+    lin = c.get("attention", "linformer") == "linformer" and projection not in ("mean", "max")
     sharing = c.get("sharing", "headwise")
     ks = c.get("k", [64])
     ks = ks if isinstance(ks, list) else [ks]
+
+    def proj_shape(k):
+        return [N // k] if projection == "conv" else [k, N]
+
     p = [("tok_emb.weight", [V, d]), ("pos_emb.weight", [N, d]), ("emb_norm.weight", [d]), ("emb_norm.bias", [d])]
     if lin and sharing == "layerwise":
-        p.append(("attn_proj_shared", [ks[0], N]))
+        p.append(("attn_proj_shared", proj_shape(ks[0])))
     for l in range(L):
         b = "blk.%d." % l
         k = ks[0] if len(ks) == 1 else ks[l]
@@ -96,11 +102,11 @@ def model_params(c):
             p += [(b + "attn_%s.weight" % m, [d, d]), (b + "attn_%s.bias" % m, [d])]
         if lin:
             if sharing == "none":
-                p += [(b + "attn_proj_e", [h, k, N]), (b + "attn_proj_f", [h, k, N])]
+                p += [(b + "attn_proj_e", [h] + proj_shape(k)), (b + "attn_proj_f", [h] + proj_shape(k))]
             elif sharing == "headwise":
-                p += [(b + "attn_proj_e", [k, N]), (b + "attn_proj_f", [k, N])]
+                p += [(b + "attn_proj_e", proj_shape(k)), (b + "attn_proj_f", proj_shape(k))]
             elif sharing == "kv":
-                p += [(b + "attn_proj_kv", [k, N])]
+                p += [(b + "attn_proj_kv", proj_shape(k))]
         p += [(b + "attn_out.weight", [d, d]), (b + "attn_out.bias", [d]),
               (b + "attn_norm.weight", [d]), (b + "attn_norm.bias", [d]),
               (b + "ffn_up.weight", [f, d]), (b + "ffn_up.bias", [f]),
@@ -139,6 +145,10 @@ def corpus_model_file():
                                                      sharing="none", proj_order="linear_first")))
     put(t, "linformer_kv", model_file(dict(TINY, attention="linformer", k=1, sharing="kv")))
     put(t, "linformer_layerwise", model_file(dict(TINY, attention="linformer", k=[3], sharing="layerwise")))
+    put(t, "linformer_conv_none", model_file(dict(TINY, attention="linformer", k=[2], sharing="none",
+                                                  projection="conv")))
+    put(t, "linformer_random_kv", model_file(dict(TINY, attention="linformer", k=[2], sharing="kv",
+                                                  projection="random")))
     put(t, "tiled_cls", model_file(dict(TINY, attention="tiled", num_labels=2, pooling="mean")))
     # malformed
     put(t, "bad_missing_tensor", model_file(dict(TINY, attention="full"), drop="mlm.bias"))
@@ -169,6 +179,8 @@ def corpus_config():
                                    "proj_order": "linear_first", "dropout": 0.0, "attention_dropout": 0.25,
                                    "layer_norm_eps": 1e-12, "init_std": 0.5, "num_labels": 3, "pooling": "mean"},
                                   indent=1))
+    put(t, "projection_conv", json.dumps({"max_len": 16, "k": [4, 8], "n_layers": 2, "projection": "conv"}))
+    put(t, "bad_projection_window", '{"max_len": 16, "k": 5, "projection": "max"}')
     put(t, "empty_object", "{}")
     put(t, "tiled", '{"attention": "tiled", "k": 7}')
     put(t, "bad_unknown_key", '{"vocab": 10}')

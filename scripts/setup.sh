@@ -19,6 +19,7 @@ CHECK_DEPS=1
 PACKAGES=(
   g++ cmake ninja-build pkg-config
   libdnnl-dev
+  liblapack-dev
   libsentencepiece-dev sentencepiece
   libcli11-dev nlohmann-json3-dev libfmt-dev
   libgtest-dev libbenchmark-dev

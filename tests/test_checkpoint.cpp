@@ -58,26 +58,32 @@ using Shape = std::vector<int64_t>;
 // The tensor list of docs/format.md, written out independently of model.cpp.
 std::vector<std::pair<std::string, Shape>> documented_tensors(const ModelConfig& c) {
   const int64_t V = c.vocab_size, N = c.max_len, d = c.d_model, f = c.d_ff, h = c.n_heads, C = c.num_labels;
-  const bool lin = c.attention == AttentionKind::Linformer;
+  // Mean/max pooling have no projection tensors; conv has kernels [w], w = N / k, for [k, N].
+  const bool lin = c.attention == AttentionKind::Linformer && c.projection != ProjKind::Mean &&
+                   c.projection != ProjKind::Max;
+  auto proj = [&](int l) { return c.projection == ProjKind::Conv ? Shape{N / c.k_of(l)} : Shape{c.k_of(l), N}; };
+  auto per_head = [&](Shape s) {
+    s.insert(s.begin(), h);
+    return s;
+  };
   std::vector<std::pair<std::string, Shape>> t = {
       {"tok_emb.weight", {V, d}}, {"pos_emb.weight", {N, d}}, {"emb_norm.weight", {d}}, {"emb_norm.bias", {d}}};
-  if (lin && c.sharing == Sharing::Layerwise) t.push_back({"attn_proj_shared", {c.k_of(0), N}});
+  if (lin && c.sharing == Sharing::Layerwise) t.push_back({"attn_proj_shared", proj(0)});
   for (int l = 0; l < c.n_layers; ++l) {
     const std::string b = fmt::format("blk.{}.", l);
-    const int64_t k = c.k_of(l);
     for (const char* m : {"attn_q", "attn_k", "attn_v"}) {
       t.push_back({b + m + ".weight", {d, d}});
       t.push_back({b + m + ".bias", {d}});
     }
     if (lin) {
       if (c.sharing == Sharing::None) {
-        t.push_back({b + "attn_proj_e", {h, k, N}});
-        t.push_back({b + "attn_proj_f", {h, k, N}});
+        t.push_back({b + "attn_proj_e", per_head(proj(l))});
+        t.push_back({b + "attn_proj_f", per_head(proj(l))});
       } else if (c.sharing == Sharing::Headwise) {
-        t.push_back({b + "attn_proj_e", {k, N}});
-        t.push_back({b + "attn_proj_f", {k, N}});
+        t.push_back({b + "attn_proj_e", proj(l)});
+        t.push_back({b + "attn_proj_f", proj(l)});
       } else if (c.sharing == Sharing::KeyValue) {
-        t.push_back({b + "attn_proj_kv", {k, N}});
+        t.push_back({b + "attn_proj_kv", proj(l)});
       }
     }
     t.push_back({b + "attn_out.weight", {d, d}});
@@ -117,6 +123,13 @@ std::vector<ModelConfig> all_configs() {
     c.proj_order = ProjOrder::LinearFirst;
     c.pooling = Pooling::Mean;
     out.push_back(c);
+    // The other projection kinds (k divides max_len = 12 for the window kinds).
+    for (auto kind : {ProjKind::Mean, ProjKind::Max, ProjKind::Conv, ProjKind::Random}) {
+      ModelConfig p = tiny(AttentionKind::Linformer, sh);
+      p.projection = kind;
+      p.k = sh == Sharing::Layerwise ? std::vector<int>{4} : std::vector<int>{6, 3};
+      out.push_back(p);
+    }
   }
   return out;
 }

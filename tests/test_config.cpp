@@ -50,6 +50,7 @@ ModelConfig nondefault() {
   c.k = {16, 8, 4};
   c.sharing = Sharing::None;
   c.proj_order = ProjOrder::LinearFirst;
+  c.projection = ProjKind::Random;
   c.dropout = 0.25f;
   c.attention_dropout = 0.05f;
   c.layer_norm_eps = 1e-12f;
@@ -70,6 +71,7 @@ void expect_same(const ModelConfig& a, const ModelConfig& b) {
   EXPECT_EQ(a.k, b.k);
   EXPECT_EQ(a.sharing, b.sharing);
   EXPECT_EQ(a.proj_order, b.proj_order);
+  EXPECT_EQ(a.projection, b.projection);
   // Bitwise: floats must survive the trip through JSON exactly.
   EXPECT_EQ(std::bit_cast<uint32_t>(a.dropout), std::bit_cast<uint32_t>(b.dropout));
   EXPECT_EQ(std::bit_cast<uint32_t>(a.attention_dropout), std::bit_cast<uint32_t>(b.attention_dropout));
@@ -100,14 +102,16 @@ TEST(Config, RoundTripEveryEnumValue) {
   for (auto att : {AttentionKind::Full, AttentionKind::Linformer})
     for (auto sh : {Sharing::None, Sharing::Headwise, Sharing::KeyValue, Sharing::Layerwise})
       for (auto po : {ProjOrder::InputFirst, ProjOrder::LinearFirst})
-        for (auto pool : {Pooling::First, Pooling::Mean}) {
-          ModelConfig c;
-          c.attention = att;
-          c.sharing = sh;
-          c.proj_order = po;
-          c.pooling = pool;
-          expect_same(ModelConfig::from_json(json::parse(c.to_json().dump())), c);
-        }
+        for (auto pool : {Pooling::First, Pooling::Mean})
+          for (auto pk : {ProjKind::Learned, ProjKind::Mean, ProjKind::Max, ProjKind::Conv, ProjKind::Random}) {
+            ModelConfig c;
+            c.attention = att;
+            c.sharing = sh;
+            c.proj_order = po;
+            c.pooling = pool;
+            c.projection = pk;
+            expect_same(ModelConfig::from_json(json::parse(c.to_json().dump())), c);
+          }
 }
 
 TEST(Config, FloatsRoundTripBitwise) {
@@ -132,7 +136,8 @@ TEST(Config, JsonIsReadable) {
   EXPECT_EQ(j.dump(),
             R"({"attention":"linformer","attention_dropout":0.1,"d_ff":1024,"d_model":256,"dropout":0.1,)"
             R"("init_std":0.02,"k":64,"layer_norm_eps":1e-05,"max_len":512,"n_heads":4,"n_layers":4,)"
-            R"("num_labels":0,"pooling":"first","proj_order":"input_first","sharing":"headwise","vocab_size":8000})");
+            R"("num_labels":0,"pooling":"first","proj_order":"input_first","projection":"learned","sharing":"headwise",)"
+            R"("vocab_size":8000})");
 }
 
 TEST(Config, KeysAreTheFieldNames) {
@@ -141,7 +146,7 @@ TEST(Config, KeysAreTheFieldNames) {
   for (auto it = j.begin(); it != j.end(); ++it) keys.push_back(it.key());
   std::vector<std::string> expected = {"vocab_size", "max_len",    "d_model",    "n_heads",         "d_ff",
                                        "n_layers",   "attention",  "k",          "sharing",         "proj_order",
-                                       "dropout",    "attention_dropout",       "layer_norm_eps", "init_std",
+                                       "projection", "dropout",    "attention_dropout",       "layer_norm_eps", "init_std",
                                        "num_labels", "pooling"};
   std::sort(expected.begin(), expected.end());
   EXPECT_EQ(keys, expected);
@@ -149,6 +154,7 @@ TEST(Config, KeysAreTheFieldNames) {
   EXPECT_EQ(j["sharing"], "none");
   EXPECT_EQ(j["proj_order"], "linear_first");
   EXPECT_EQ(j["pooling"], "mean");
+  EXPECT_EQ(j["projection"], "random");
 }
 
 TEST(Config, KAsIntOrList) {
@@ -173,6 +179,11 @@ TEST(Config, ToStringGivesJsonStrings) {
   EXPECT_STREQ(to_string(ProjOrder::LinearFirst), "linear_first");
   EXPECT_STREQ(to_string(Pooling::First), "first");
   EXPECT_STREQ(to_string(Pooling::Mean), "mean");
+  EXPECT_STREQ(to_string(ProjKind::Learned), "learned");
+  EXPECT_STREQ(to_string(ProjKind::Mean), "mean");
+  EXPECT_STREQ(to_string(ProjKind::Max), "max");
+  EXPECT_STREQ(to_string(ProjKind::Conv), "conv");
+  EXPECT_STREQ(to_string(ProjKind::Random), "random");
 }
 
 // ---- validate(): every invalid value gives a ConfigError naming the field and the value.
@@ -217,6 +228,22 @@ TEST(ConfigValidate, LayerwiseNeedsUniformK) {
   // Nonuniform k is fine with the other sharing modes.
   for (const char* sh : {"none", "headwise", "kv"})
     EXPECT_NO_THROW(ModelConfig::from_json(json{{"n_layers", 3}, {"k", {16, 8, 4}}, {"sharing", sh}}));
+}
+
+// Window kinds (mean, max, conv) cut max_len into k equal windows; the learned and random
+// projections take any k in [1, max_len]; full attention ignores the projection.
+TEST(ConfigValidate, WindowKindsNeedKDividingMaxLen) {
+  for (const char* kind : {"mean", "max", "conv"}) {
+    expect_config_error(json{{"max_len", 100}, {"k", 30}, {"projection", kind}},
+                        {"projection", kind, "max_len (100)", "k (30)", "divide"});
+    expect_config_error(json{{"max_len", 100}, {"n_layers", 2}, {"k", {25, 30}}, {"projection", kind}},
+                        {"projection", "k[1] (30)"});
+    EXPECT_NO_THROW(ModelConfig::from_json(json{{"max_len", 100}, {"k", 25}, {"projection", kind}}));
+    EXPECT_NO_THROW(ModelConfig::from_json(json{{"max_len", 100}, {"k", 30}, {"projection", kind}, {"attention", "full"}}));
+  }
+  for (const char* kind : {"learned", "random"})
+    EXPECT_NO_THROW(ModelConfig::from_json(json{{"max_len", 100}, {"k", 30}, {"projection", kind}}));
+  EXPECT_EQ(ModelConfig::from_json(json{{"max_len", 100}, {"k", 25}, {"projection", "conv"}}).window_of(0), 4);
 }
 
 TEST(ConfigValidate, Dropouts) {
@@ -291,6 +318,8 @@ TEST(ConfigJson, UnknownEnumValues) {
                       {"sharing", "\"layer\"", "\"none\", \"headwise\", \"kv\", \"layerwise\""});
   expect_config_error(json{{"proj_order", "first"}}, {"proj_order", "\"input_first\", \"linear_first\""});
   expect_config_error(json{{"pooling", "max"}}, {"pooling", "\"first\", \"mean\""});
+  expect_config_error(json{{"projection", "avg"}},
+                      {"projection", "\"avg\"", "\"learned\", \"mean\", \"max\", \"conv\", \"random\""});
   expect_config_error(json{{"attention", "Full"}}, {"attention"});  // case matters
 }
 

@@ -19,6 +19,8 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "kernels/kernels.hpp"
@@ -943,3 +945,118 @@ TEST(CrossEntropy, StableOnHugeLogits) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Window pooling along the sequence (Linformer's mean/max projections) and the conv matrix
+
+// A random mask with at least one real token per sequence, sometimes with padding inside.
+std::vector<uint8_t> seq_mask(Rng& rng, int B, int n) {
+  std::vector<uint8_t> m((size_t)B * n);
+  for (int b = 0; b < B; ++b) {
+    const int len = rng.integer(1, n);
+    for (int t = 0; t < n; ++t) m[(size_t)b * n + t] = t < len && rng.integer(0, 5) != 0;
+    m[(size_t)b * n] = 1;
+  }
+  return m;
+}
+
+TEST(SeqPool, MatchesReference) {
+  Worst wf("seq_pool_forward", kSumTol), wb("seq_pool_backward", kSumTol);
+  Rng rng(90);
+  int arg_mismatch = 0, wmask_mismatch = 0;
+  for (bool max : {false, true})
+    for (int B : {1, 3})
+      for (int d : {1, 5, 33})
+        for (auto [k, w] : {std::pair{1, 1}, {4, 3}, {5, 4}, {2, 16}})
+          for (int n : {1, k * w / 2 + 1, k * w}) {
+            Vf in = rng.vec((size_t)B * n * d), dout = rng.vec((size_t)B * k * d);
+            std::vector<uint8_t> mask = seq_mask(rng, B, n);
+            Vd out_d((size_t)B * k * d), din_d((size_t)B * n * d);
+            std::vector<int32_t> arg_d((size_t)B * k * d), arg((size_t)B * k * d);
+            std::vector<uint8_t> wm_d((size_t)B * k), wm((size_t)B * k, 7);
+            Vd ind = to_d(in), doutd = to_d(dout);
+            ref::seq_pool_forward(out_d.data(), arg_d.data(), wm_d.data(), ind.data(), mask.data(), B, n, d, k, w, max);
+            ref::seq_pool_backward(din_d.data(), doutd.data(), arg_d.data(), mask.data(), B, n, d, k, w, max);
+            Vf out((size_t)B * k * d, kNaN), din((size_t)B * n * d, kNaN);
+            fast::seq_pool_forward(out.data(), arg.data(), wm.data(), in.data(), mask.data(), B, n, d, k, w, max);
+            fast::seq_pool_backward(din.data(), dout.data(), arg.data(), mask.data(), B, n, d, k, w, max);
+            const std::string where = cat(max ? "max" : "mean", " B=", B, " n=", n, " d=", d, " k=", k, " w=", w);
+            wf.add(rel_err(out, out_d, kTerm), where);
+            wb.add(rel_err(din, din_d, kTerm), where);
+            if (max && arg != arg_d) ++arg_mismatch;
+            if (wm != wm_d) ++wmask_mismatch;
+          }
+  EXPECT_EQ(arg_mismatch, 0);
+  EXPECT_EQ(wmask_mismatch, 0);
+}
+
+TEST(SeqPool, ReferenceGradientMatchesFiniteDifferences) {
+  Worst worst("seq_pool ref grad vs FD", kFdTol);
+  Rng rng(91);
+  for (bool max : {false, true})
+    for (auto [n, k, w] : {std::tuple{7, 2, 4}, {8, 4, 2}, {5, 5, 1}, {3, 1, 6}}) {
+      const int B = 2, d = 3;
+      Vd in = rng.dvec((size_t)B * n * d), wy = rng.dvec((size_t)B * k * d), out(wy.size());
+      std::vector<int32_t> arg(out.size());
+      std::vector<uint8_t> mask = seq_mask(rng, B, n);
+      auto f = [&] {
+        ref::seq_pool_forward(out.data(), arg.data(), (uint8_t*)nullptr, in.data(), mask.data(), B, n, d, k, w, max);
+        return dot(out, wy);
+      };
+      f();
+      Vd din(in.size());
+      ref::seq_pool_backward(din.data(), wy.data(), arg.data(), mask.data(), B, n, d, k, w, max);
+      // Random inputs have no ties, so max pooling is differentiable at them.
+      worst.add(rel_err(din, fd_grad(in, f), kFdFloor), cat(max ? "max" : "mean", " n=", n, " k=", k, " w=", w));
+    }
+}
+
+// Handmade: exact averages and maxima over the real tokens of each window; empty windows are 0.
+TEST(SeqPool, ExactAveragesAndMaximaOfRealTokens) {
+  // B = 1, n = 7, d = 2, k = 3 windows of w = 3: {0,1,2}, {3,4,5}, {6, (7), (8)}; position 4 is padding.
+  const int n = 7, d = 2, k = 3, w = 3;
+  const Vf in = {1, -1, 2, -5, 6, 0, /**/ -3, 4, 100, 100, 5, 2, /**/ 7, 8};
+  const std::vector<uint8_t> mask = {1, 1, 1, 1, 0, 1, 1};
+  Vf out(k * d);
+  std::vector<int32_t> arg(k * d);
+  std::vector<uint8_t> wm(k);
+  fast::seq_pool_forward(out.data(), nullptr, wm.data(), in.data(), mask.data(), 1, n, d, k, w, false);
+  EXPECT_EQ(out, (Vf{3.0f, -2.0f, 1.0f, 3.0f, 7.0f, 8.0f}));  // (1+2+6)/3, (-1-5+0)/3, (-3+5)/2, (4+2)/2, 7, 8
+  fast::seq_pool_forward(out.data(), arg.data(), wm.data(), in.data(), mask.data(), 1, n, d, k, w, true);
+  EXPECT_EQ(out, (Vf{6.0f, 0.0f, 5.0f, 4.0f, 7.0f, 8.0f}));  // the padded 100s never win
+  EXPECT_EQ(arg, (std::vector<int32_t>{2, 2, 5, 3, 6, 6}));
+  EXPECT_EQ(wm, (std::vector<uint8_t>{1, 1, 1}));
+  // A sequence of 2 real tokens in n = 7: windows 1 and 2 are empty -> 0, window mask 0.
+  const std::vector<uint8_t> short_mask = {1, 1, 0, 0, 0, 0, 0};
+  fast::seq_pool_forward(out.data(), nullptr, wm.data(), in.data(), short_mask.data(), 1, n, d, k, w, false);
+  EXPECT_EQ(out, (Vf{1.5f, -3.0f, 0.0f, 0.0f, 0.0f, 0.0f}));
+  EXPECT_EQ(wm, (std::vector<uint8_t>{1, 0, 0}));
+  // Backward of mean: the window's gradient split evenly over its real tokens, 0 at padding.
+  const Vf dout = {3, 6, 2, 4, 1, 1};
+  Vf din(n * d, kNaN);
+  fast::seq_pool_backward(din.data(), dout.data(), nullptr, mask.data(), 1, n, d, k, w, false);
+  EXPECT_EQ(din, (Vf{1, 2, 1, 2, 1, 2, 1, 2, 0, 0, 1, 2, 1, 1}));
+}
+
+TEST(ConvMatrix, BuildsTheStridedConvolutionAndFoldsItsGradient) {
+  // k = 3 windows of w = 2 in ld = 7 columns (a max_len that is larger is fine: the rest is 0).
+  const int k = 3, w = 2, ld = 7;
+  const Vf kernel = {0.5f, -2.0f};
+  Vf E(k * ld, kNaN);
+  fast::conv_matrix_forward(E.data(), kernel.data(), k, w, ld);
+  const Vf expect = {0.5f, -2, 0, 0, 0, 0, 0, /**/ 0, 0, 0.5f, -2, 0, 0, 0, /**/ 0, 0, 0, 0, 0.5f, -2, 0};
+  EXPECT_EQ(E, expect);
+  // E x equals the convolution: out[j] = sum_u kernel[u] x[j*w + u].
+  const Vf x = {1, 2, 3, 4, 5, 6, 7};
+  for (int j = 0; j < k; ++j) {
+    float y = 0;
+    for (int t = 0; t < ld; ++t) y += E[j * ld + t] * x[t];
+    EXPECT_EQ(y, kernel[0] * x[j * w] + kernel[1] * x[j * w + 1]);
+  }
+  // The kernel's gradient sums the matrix gradient over the windows (accumulating).
+  Vf dE(k * ld);
+  for (size_t i = 0; i < dE.size(); ++i) dE[i] = (float)i;
+  Vf dk = {10.0f, 20.0f};
+  fast::conv_matrix_backward(dk.data(), dE.data(), k, w, ld);
+  EXPECT_EQ(dk, (Vf{10.0f + 0 + 9 + 18, 20.0f + 1 + 10 + 19}));
+}

@@ -3,12 +3,15 @@
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <random>
 
 #include "linformer/error.hpp"
 #include "linformer/model.hpp"
+#include "linformer/optimizer.hpp"
 
 using namespace linformer;
 
@@ -231,5 +234,259 @@ TEST(Model, TiledAttentionEqualsFullAttention) {
     EXPECT_LT(herr, 1e-4);
     EXPECT_NEAR(lf, lt, 1e-4);
     EXPECT_LT(gerr, 1e-4 * gmax);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Projection kinds other than the learned matrix (docs/model.md, "Projection kinds").
+
+namespace {
+
+const ProjKind kAllKinds[] = {ProjKind::Learned, ProjKind::Mean, ProjKind::Max, ProjKind::Conv, ProjKind::Random};
+
+// A small Linformer with k = 4 windows of w = 2 positions (max_len 8).
+ModelConfig small_kind(ProjKind kind, Sharing sharing, ProjOrder order) {
+  ModelConfig c = tiny(AttentionKind::Linformer, sharing, order);
+  c.vocab_size = 13;
+  c.max_len = 8;
+  c.d_model = 8;
+  c.n_heads = 2;
+  c.d_ff = 12;
+  c.n_layers = 2;
+  c.k = {4};
+  c.projection = kind;
+  c.init_std = 0.3f;  // far from uniform attention, so every path matters
+  return c;
+}
+
+}  // namespace
+
+// Padding invariance holds for every kind: window kinds fix their windows by max_len, not n.
+TEST(ProjectionKinds, PaddingInvariance) {
+  for (ProjKind kind : kAllKinds)
+    for (auto sharing : {Sharing::None, Sharing::KeyValue})
+      for (auto order : {ProjOrder::InputFirst, ProjOrder::LinearFirst}) {
+        ModelConfig c = tiny(AttentionKind::Linformer, sharing, order);
+        c.projection = kind;
+        c.k = {4};  // 4 windows of 4 positions in max_len 16
+        Model m(c);
+        m.init(7);
+        const int d = c.d_model;
+        auto seq = random_ids(6, c.vocab_size, 1);
+        const float* h_alone = m.encode(Batch::from_sequences({seq}));
+        std::vector<float> alone(h_alone, h_alone + 6 * d);
+        Batch batch = Batch::from_sequences({random_ids(15, c.vocab_size, 2), seq, random_ids(9, c.vocab_size, 3)});
+        const float* h = m.encode(batch);
+        double err = max_abs_diff(alone.data(), h + (size_t)1 * batch.n * d, 6 * d);
+        std::printf("[padding] projection=%s sharing=%s order=%s worst abs diff %.3g\n", to_string(kind),
+                    to_string(sharing), to_string(order), err);
+        EXPECT_LT(err, 1e-5);
+      }
+}
+
+// Central differences of the MLM loss along a random +-1 direction per trainable tensor, against
+// the analytic gradient (float32 model: h = 3e-3, bound 2e-2 of the tensor's gradient scale).
+TEST(ProjectionKinds, GradientsMatchFiniteDifferences) {
+  double worst_all = 0;
+  // Sharing none, plus layerwise for the conv kernel (whose gradient sums over layers and
+  // windows); the parity test covers the other combinations against autograd.
+  for (ProjKind kind : kAllKinds)
+    for (auto sharing : {Sharing::None, Sharing::Layerwise})
+      for (auto order : {ProjOrder::InputFirst, ProjOrder::LinearFirst}) {
+        if (sharing == Sharing::Layerwise && kind != ProjKind::Conv) continue;
+        ModelConfig c = small_kind(kind, sharing, order);
+        Model m(c);
+        m.init(21);
+        Batch b = Batch::from_sequences({random_ids(7, c.vocab_size, 4), random_ids(5, c.vocab_size, 5)});
+        std::vector<int32_t> labels(b.ids.size(), kIgnoreIndex);
+        for (size_t t = 0; t < labels.size(); ++t)
+          if (b.mask[t]) labels[t] = (b.ids[t] * 5 + 1) % c.vocab_size;
+        m.zero_grad();
+        m.forward_mlm(b, labels);
+        m.backward();
+        ParamTable& pt = m.params();
+        std::mt19937 rng(9);
+        double worst = 0;
+        std::string worst_name;
+        for (int i = 0; i < pt.size(); ++i) {
+          const ParamInfo& info = pt.info(i);
+          if (!info.trainable) continue;
+          std::vector<float> dir(info.numel);
+          double analytic = 0, gscale = 0;
+          for (size_t j = 0; j < info.numel; ++j) {
+            dir[j] = (rng() & 1) ? 1.0f : -1.0f;
+            analytic += (double)dir[j] * pt.grad(i)[j];
+            gscale += std::fabs(pt.grad(i)[j]);
+          }
+          const float h = 3e-3f;
+          std::vector<float> saved(pt.data(i), pt.data(i) + info.numel);
+          for (size_t j = 0; j < info.numel; ++j) pt.data(i)[j] = saved[j] + h * dir[j];
+          const double lp = m.forward_mlm(b, labels);
+          for (size_t j = 0; j < info.numel; ++j) pt.data(i)[j] = saved[j] - h * dir[j];
+          const double lm = m.forward_mlm(b, labels);
+          std::copy(saved.begin(), saved.end(), pt.data(i));
+          const double fd = (lp - lm) / (2.0 * h);
+          // Relative to the sum of |g| (the largest the directional derivative can be), floored so that
+          // tensors with a zero gradient (the key bias with input_first) compare against the noise level.
+          const double err = std::fabs(fd - analytic) / std::max(gscale, 1e-2);
+          if (err > worst) worst = err, worst_name = info.name;
+        }
+        std::printf("[grad fd] projection=%s sharing=%s order=%s worst rel err %.3g (%s)\n", to_string(kind),
+                    to_string(sharing), to_string(order), worst, worst_name.c_str());
+        EXPECT_LT(worst, 2e-2) << to_string(kind) << " " << worst_name;
+        worst_all = std::max(worst_all, worst);
+      }
+  std::printf("[grad fd] worst over all kinds %.3g\n", worst_all);
+}
+
+// With windows of one position (k = max_len), mean and max pooling are the identity and a conv
+// with kernel [1] too: Linformer then computes exactly full attention, padding included (the
+// window mask is the key padding mask). Gradients of the shared tensors agree.
+TEST(ProjectionKinds, WindowOfOneEqualsFullAttention) {
+  for (ProjKind kind : {ProjKind::Mean, ProjKind::Max, ProjKind::Conv})
+    for (auto order : {ProjOrder::InputFirst, ProjOrder::LinearFirst}) {
+      ModelConfig cf = tiny(AttentionKind::Full);
+      ModelConfig cl = tiny(AttentionKind::Linformer, Sharing::Headwise, order);
+      cl.k = {cl.max_len};
+      cl.projection = kind;
+      Model full(cf), lin(cl);
+      full.init(3);
+      for (int i = 0; i < lin.params().size(); ++i) {
+        const auto& info = lin.params().info(i);
+        const int j = full.params().find(info.name);
+        if (j >= 0) std::copy(full.params().data(j), full.params().data(j) + info.numel, lin.params().data(i));
+        else std::fill(lin.params().data(i), lin.params().data(i) + info.numel, 1.0f);  // conv kernel [1] = 1
+      }
+      Batch b = Batch::from_sequences({random_ids(11, cf.vocab_size, 5), random_ids(6, cf.vocab_size, 6)});
+      std::vector<int32_t> labels(b.ids.size(), kIgnoreIndex);
+      for (size_t t = 0; t < labels.size(); t += 2)
+        if (b.mask[t]) labels[t] = b.ids[t];
+      const float lf = full.forward_mlm(b, labels), ll = lin.forward_mlm(b, labels);
+      double err = 0;
+      for (int s = 0; s < b.B; ++s)
+        for (int t = 0; t < b.length(s); ++t)
+          for (int c = 0; c < cf.d_model; ++c) {
+            const size_t i = ((size_t)s * b.n + t) * cf.d_model + c;
+            err = std::max(err, (double)std::fabs(full.hidden()[i] - lin.hidden()[i]));
+          }
+      full.zero_grad();
+      lin.zero_grad();
+      full.backward();
+      lin.backward();
+      double gerr = 0;
+      for (int i = 0; i < full.params().size(); ++i) {
+        const auto& info = full.params().info(i);
+        gerr = std::max(gerr, max_abs_diff(full.params().grad(i), lin.params().grad(lin.params().find(info.name)),
+                                           info.numel));
+      }
+      std::printf("[window 1] projection=%s order=%s hidden worst abs diff %.3g, grad %.3g, loss %.6f vs %.6f\n",
+                  to_string(kind), to_string(order), err, gerr, lf, ll);
+      EXPECT_LT(err, 1e-5);
+      EXPECT_LT(gerr, 1e-5);
+      EXPECT_NEAR(lf, ll, 1e-5);
+    }
+}
+
+// The random projection: saved like E/F but frozen. Same seed, same matrix; N(0, 1/k); no
+// gradient, and an AdamW step leaves it bitwise unchanged while everything else moves.
+TEST(ProjectionKinds, RandomProjectionIsSeededAndFrozen) {
+  ModelConfig c = small_kind(ProjKind::Random, Sharing::Headwise, ProjOrder::InputFirst);
+  c.max_len = 64;
+  c.k = {16};
+  Model a(c), b(c), other(c);
+  a.init(5);
+  b.init(5);
+  other.init(6);
+  const int e = a.params().find("blk.0.attn_proj_e");
+  ASSERT_GE(e, 0);
+  const ParamInfo& info = a.params().info(e);
+  EXPECT_FALSE(info.trainable);
+  EXPECT_FALSE(info.decay);
+  EXPECT_EQ(info.shape, (std::vector<int64_t>{16, 64}));
+  EXPECT_EQ(std::memcmp(a.params().data(e), b.params().data(e), info.numel * 4), 0);
+  EXPECT_NE(std::memcmp(a.params().data(e), other.params().data(e), info.numel * 4), 0);
+  double sq = 0;
+  for (size_t j = 0; j < info.numel; ++j) sq += (double)a.params().data(e)[j] * a.params().data(e)[j];
+  const double std_dev = std::sqrt(sq / info.numel);
+  std::printf("[random] std of E %.4f (1/sqrt(k) = %.4f)\n", std_dev, 1.0 / std::sqrt(16.0));
+  EXPECT_NEAR(std_dev, 0.25, 0.02);
+
+  Batch batch = Batch::from_sequences({random_ids(40, c.vocab_size, 1), random_ids(64, c.vocab_size, 2)});
+  std::vector<int32_t> labels(batch.ids.size(), kIgnoreIndex);
+  for (size_t t = 0; t < labels.size(); t += 3)
+    if (batch.mask[t]) labels[t] = batch.ids[t];
+  const std::vector<float> before = a.params().all_data();
+  AdamW opt(a.params(), AdamWOptions{});
+  a.train();
+  for (int step = 0; step < 2; ++step) {
+    a.zero_grad();
+    a.forward_mlm(batch, labels);
+    a.backward();
+    for (const char* name : {"blk.0.attn_proj_e", "blk.0.attn_proj_f", "blk.1.attn_proj_e", "blk.1.attn_proj_f"}) {
+      const int i = a.params().find(name);
+      const float* g = a.params().grad(i);
+      EXPECT_TRUE(std::all_of(g, g + a.params().info(i).numel, [](float v) { return v == 0.0f; })) << name;
+    }
+    opt.step(1e-2f);
+  }
+  for (int i = 0; i < a.params().size(); ++i) {
+    const ParamInfo& p = a.params().info(i);
+    const bool same = std::memcmp(a.params().data(i), before.data() + p.offset, p.numel * 4) == 0;
+    if (p.name.find("attn_proj") != std::string::npos) EXPECT_TRUE(same) << p.name << " changed";
+    else if (p.name.ends_with(".weight")) EXPECT_FALSE(same) << p.name << " did not train";
+  }
+}
+
+// The conv kernel trains like any weight; pooling kinds have no tensors at all.
+TEST(ProjectionKinds, TensorsPerKind) {
+  for (ProjKind kind : kAllKinds) {
+    Model m(small_kind(kind, Sharing::None, ProjOrder::InputFirst));
+    int count = 0;
+    for (const ParamInfo& p : m.params().infos())
+      if (p.name.find("attn_proj") != std::string::npos) {
+        ++count;
+        EXPECT_EQ(p.trainable, kind != ProjKind::Random) << p.name;
+        if (kind == ProjKind::Conv) EXPECT_EQ(p.shape, (std::vector<int64_t>{2, 2})) << p.name;  // [h, w]
+        else EXPECT_EQ(p.shape, (std::vector<int64_t>{2, 4, 8})) << p.name;                    // [h, k, N]
+      }
+    EXPECT_EQ(count, kind == ProjKind::Mean || kind == ProjKind::Max ? 0 : 4) << to_string(kind);
+  }
+}
+
+// The attention probabilities are exposed per layer: rows sum to 1, [B, h, n, n] for full
+// attention, [B, h, n, k] for Linformer; tiled attention keeps none (clear error).
+TEST(Model, AttentionProbs) {
+  for (auto kind : {AttentionKind::Full, AttentionKind::Linformer}) {
+    ModelConfig c = tiny(kind);
+    Model m(c);
+    m.init(2);
+    EXPECT_THROW(m.attention_probs(0), Error);  // no forward yet
+    Batch b = Batch::from_sequences({random_ids(9, c.vocab_size, 1), random_ids(4, c.vocab_size, 2)});
+    m.encode(b);
+    for (int l = 0; l < c.n_layers; ++l) {
+      const AttentionProbs p = m.attention_probs(l);
+      EXPECT_EQ(p.B, 2);
+      EXPECT_EQ(p.heads, c.n_heads);
+      EXPECT_EQ(p.n, 9);
+      EXPECT_EQ(p.cols, kind == AttentionKind::Full ? 9 : 6);
+      double worst = 0;
+      for (int r = 0; r < p.B * p.heads * p.n; ++r) {
+        double s = 0;
+        for (int j = 0; j < p.cols; ++j) s += p.data[(size_t)r * p.cols + j];
+        worst = std::max(worst, std::fabs(s - 1.0));
+      }
+      EXPECT_LT(worst, 1e-5);
+      if (kind == AttentionKind::Full)  // padded keys of sequence 1 (positions 4..8) get 0
+        for (int j = 4; j < 9; ++j) EXPECT_EQ(p.data[((size_t)(1 * c.n_heads) * p.n) * p.cols + j], 0.0f);
+    }
+    EXPECT_THROW(m.attention_probs(c.n_layers), Error);
+  }
+  Model tiled(tiny(AttentionKind::Tiled));
+  tiled.encode(Batch::from_sequences({{1, 2, 3}}));
+  try {
+    tiled.attention_probs(0);
+    ADD_FAILURE() << "no error for tiled attention";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tiled"), std::string::npos) << e.what();
   }
 }

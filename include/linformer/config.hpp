@@ -28,6 +28,16 @@ enum class ProjOrder {
   LinearFirst,  // K = E (X W_k^T + b_k): the paper's formula
 };
 
+// What E and F are (PAPER.md, "Other projections"; docs/model.md). Window kinds (mean, max, conv)
+// cut the max_len positions into k windows of w = max_len / k positions each.
+enum class ProjKind {
+  Learned,  // a learned [k, max_len] matrix (the paper's default)
+  Mean,     // mean over the real tokens of each window; no tensors
+  Max,      // maximum over the real tokens of each window, per channel; no tensors
+  Conv,     // learned convolution, kernel = stride = w, one kernel for all channels: [w] tensors
+  Random,   // a fixed random [k, max_len] matrix, N(0, 1/k) from the init seed; saved, never trained
+};
+
 enum class Pooling { First, Mean };
 
 struct ModelConfig {
@@ -41,6 +51,7 @@ struct ModelConfig {
   std::vector<int> k = {64};  // projected length; one value for all layers, or one per layer
   Sharing sharing = Sharing::Headwise;
   ProjOrder proj_order = ProjOrder::InputFirst;
+  ProjKind projection = ProjKind::Learned;
   float dropout = 0.1f;            // on embeddings, attention output and FFN output
   float attention_dropout = 0.1f;  // on the attention probabilities
   float layer_norm_eps = 1e-5f;
@@ -51,6 +62,8 @@ struct ModelConfig {
   int head_dim() const { return d_model / n_heads; }
   // Projected length of layer `layer` (k.size() is 1 or n_layers after validation).
   int k_of(int layer) const { return k.size() == 1 ? k[0] : k[layer]; }
+  // Window kinds (mean, max, conv): positions per window, max_len / k_of(layer).
+  int window_of(int layer) const { return max_len / k_of(layer); }
 
   // Throws ConfigError naming the first invalid field.
   void validate() const;
@@ -65,5 +78,8 @@ const char* to_string(AttentionKind v);
 const char* to_string(Sharing v);
 const char* to_string(ProjOrder v);
 const char* to_string(Pooling v);
+const char* to_string(ProjKind v);
+// Whether the projection kind cuts the sequence into windows (mean, max, conv).
+inline bool is_window_kind(ProjKind v) { return v == ProjKind::Mean || v == ProjKind::Max || v == ProjKind::Conv; }
 
 }  // namespace linformer

@@ -28,6 +28,14 @@ struct Batch {
 
 constexpr int kIgnoreIndex = -100;  // label value that the losses skip (as PyTorch)
 
+// One layer's attention probabilities P (softmax output, before dropout) from the last forward:
+// data[((b * heads + i) * n + t) * cols + c] is how much query t of sequence b attends, in head i,
+// to key c: cols = n for full attention, k (the projected keys) for Linformer.
+struct AttentionProbs {
+  const float* data = nullptr;
+  int B = 0, heads = 0, n = 0, cols = 0;
+};
+
 class Model {
  public:
   explicit Model(const ModelConfig& cfg);  // validates cfg; parameters zeroed until init()
@@ -75,6 +83,11 @@ class Model {
   const float* hidden() const;      // [B, n, d]
   const float* mlm_logits() const;  // [B, n, vocab] after forward_mlm_logits; see forward_mlm
   const float* cls_logits() const;  // [B, num_labels]
+  // The attention probabilities of layer `layer` in the last forward (docs/analysis.md). They are
+  // kept for backward anyway, so reading them costs nothing. Throws Error for tiled attention
+  // (it keeps none: load the same weights with "attention": "full"), before any forward, or for a
+  // layer out of range.
+  AttentionProbs attention_probs(int layer) const;
 
  private:
   void mlm_head_forward(const float* x, int rows);

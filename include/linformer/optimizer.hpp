@@ -24,7 +24,8 @@ class AdamW {
   // Precisely (t = steps() after the increment; scalars in double, rounded to float when applied):
   //   p *= 1 - lr*wd (decay tensors only); m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g*g;
   //   p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
-  // Element-wise OpenMP loop; results do not depend on the thread count.
+  // Element-wise OpenMP loop; results do not depend on the thread count. Frozen tensors
+  // (ParamInfo::trainable false) are skipped: their values and moments never change.
   void step(float lr);
   int64_t steps() const { return t_; }
   const AdamWOptions& options() const { return opt_; }
@@ -40,6 +41,7 @@ class AdamW {
   AdamWOptions opt_;
   std::vector<float> m_, v_;
   std::vector<uint8_t> decay_;  // per float: weight decay applies
+  std::vector<uint8_t> frozen_;  // per float: not trainable (ParamInfo::trainable false): left untouched
   int64_t t_ = 0;
 };
 

@@ -13,12 +13,13 @@ struct ParamInfo {
   size_t offset = 0;           // in floats, into ParamTable::data / grad
   size_t numel = 0;
   bool decay = true;           // weight decay applies (false for biases, LayerNorm, embeddings)
+  bool trainable = true;       // false: frozen (the random projection); no gradient, the optimizer skips it
 };
 
 class ParamTable {
  public:
   // Registers a tensor; returns its index. Call before finalize().
-  int add(std::string name, std::vector<int64_t> shape, bool decay);
+  int add(std::string name, std::vector<int64_t> shape, bool decay, bool trainable = true);
   // Allocates data and grad (zeroed). Pointers stay valid afterwards.
   void finalize();
 

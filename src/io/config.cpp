@@ -35,12 +35,22 @@ const char* to_string(Sharing v) {
 }
 const char* to_string(ProjOrder v) { return v == ProjOrder::InputFirst ? "input_first" : "linear_first"; }
 const char* to_string(Pooling v) { return v == Pooling::First ? "first" : "mean"; }
+const char* to_string(ProjKind v) {
+  switch (v) {
+    case ProjKind::Learned: return "learned";
+    case ProjKind::Mean: return "mean";
+    case ProjKind::Max: return "max";
+    case ProjKind::Conv: return "conv";
+    case ProjKind::Random: return "random";
+  }
+  return "?";
+}
 
 namespace {
 
 // The JSON keys, in the order to_json writes them.
 constexpr const char* kKeys[] = {"vocab_size", "max_len",    "d_model",    "n_heads", "d_ff",
-                                 "n_layers",   "attention",  "k",          "sharing", "proj_order",
+                                 "n_layers",   "attention",  "k",          "sharing", "proj_order", "projection",
                                  "dropout",    "attention_dropout", "layer_norm_eps", "init_std",
                                  "num_labels", "pooling"};
 
@@ -82,6 +92,13 @@ void ModelConfig::validate() const {
     for (size_t i = 0; i < k.size(); ++i)
       if (k[i] < 1 || k[i] > max_len)
         throw ConfigError(fmt::format("config: k[{}] ({}) must be in [1, max_len = {}]", i, k[i], max_len));
+    // Window kinds need whole windows: w = max_len / k positions each (docs/model.md).
+    if (is_window_kind(projection))
+      for (size_t i = 0; i < k.size(); ++i)
+        if (max_len % k[i] != 0)
+          throw ConfigError(fmt::format("config: projection \"{}\" cuts max_len ({}) into k windows of equal size, "
+                                        "so k{} ({}) must divide max_len",
+                                        to_string(projection), max_len, k.size() == 1 ? std::string() : fmt::format("[{}]", i), k[i]));
     if (sharing == Sharing::Layerwise)
       for (int v : k)
         if (v != k[0])
@@ -112,6 +129,7 @@ json ModelConfig::to_json() const {
               {"k", kj},
               {"sharing", to_string(sharing)},
               {"proj_order", to_string(proj_order)},
+              {"projection", to_string(projection)},
               {"dropout", float_json(dropout)},
               {"attention_dropout", float_json(attention_dropout)},
               {"layer_norm_eps", float_json(layer_norm_eps)},
@@ -235,6 +253,10 @@ ModelConfig ModelConfig::from_json(const json& j) {
   if (has("proj_order"))
     c.proj_order = parse_enum<ProjOrder>(j["proj_order"], "proj_order",
                                          {{"input_first", ProjOrder::InputFirst}, {"linear_first", ProjOrder::LinearFirst}});
+  if (has("projection"))
+    c.projection = parse_enum<ProjKind>(j["projection"], "projection",
+                                        {{"learned", ProjKind::Learned}, {"mean", ProjKind::Mean}, {"max", ProjKind::Max},
+                                         {"conv", ProjKind::Conv}, {"random", ProjKind::Random}});
   if (has("dropout")) c.dropout = get_float(j["dropout"], "dropout");
   if (has("attention_dropout")) c.attention_dropout = get_float(j["attention_dropout"], "attention_dropout");
   if (has("layer_norm_eps")) c.layer_norm_eps = get_float(j["layer_norm_eps"], "layer_norm_eps");

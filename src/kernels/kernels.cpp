@@ -286,4 +286,81 @@ void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* 
   }
 }
 
+void seq_pool_forward(float* out, int32_t* arg, uint8_t* win_mask, const float* in, const uint8_t* mask, int B, int n,
+                      int d, int k, int w, bool max) {
+#pragma omp parallel for schedule(static)
+  for (int bj = 0; bj < B * k; ++bj) {
+    const int b = bj / k, j = bj % k;
+    float* o = out + (size_t)bj * d;
+    int32_t* a = max ? arg + (size_t)bj * d : nullptr;
+    const int t0 = std::min(j * w, n), t1 = std::min(t0 + w, n);
+    int count = 0;
+    for (int t = t0; t < t1; ++t) {
+      if (!mask[(size_t)b * n + t]) continue;
+      const float* x = in + ((size_t)b * n + t) * d;
+      if (count == 0) {
+        std::copy(x, x + d, o);
+        if (max) std::fill(a, a + d, t);
+      } else if (max) {
+        for (int c = 0; c < d; ++c)
+          if (x[c] > o[c]) {
+            o[c] = x[c];
+            a[c] = t;
+          }
+      } else {
+        for (int c = 0; c < d; ++c) o[c] += x[c];
+      }
+      ++count;
+    }
+    if (count == 0) {
+      std::fill(o, o + d, 0.0f);
+      if (max) std::fill(a, a + d, -1);
+    } else if (!max) {
+      const float inv = 1.0f / (float)count;
+      for (int c = 0; c < d; ++c) o[c] *= inv;
+    }
+    if (win_mask) win_mask[bj] = count > 0;
+  }
+}
+
+void seq_pool_backward(float* din, const float* dout, const int32_t* arg, const uint8_t* mask, int B, int n, int d,
+                       int k, int w, bool max) {
+  std::fill(din, din + (size_t)B * n * d, 0.0f);
+  // Windows do not overlap, so each (b, j) writes its own rows: no race.
+#pragma omp parallel for schedule(static)
+  for (int bj = 0; bj < B * k; ++bj) {
+    const int b = bj / k, j = bj % k;
+    const float* g = dout + (size_t)bj * d;
+    const int t0 = std::min(j * w, n), t1 = std::min(t0 + w, n);
+    if (max) {
+      const int32_t* a = arg + (size_t)bj * d;
+      for (int c = 0; c < d; ++c)
+        if (a[c] >= 0) din[((size_t)b * n + a[c]) * d + c] += g[c];
+    } else {
+      int count = 0;
+      for (int t = t0; t < t1; ++t) count += mask[(size_t)b * n + t] != 0;
+      if (count == 0) continue;
+      const float inv = 1.0f / (float)count;
+      for (int t = t0; t < t1; ++t) {
+        if (!mask[(size_t)b * n + t]) continue;
+        float* dx = din + ((size_t)b * n + t) * d;
+        for (int c = 0; c < d; ++c) dx[c] = g[c] * inv;
+      }
+    }
+  }
+}
+
+void conv_matrix_forward(float* E, const float* kernel, int k, int w, int ld) {
+  for (int j = 0; j < k; ++j) {
+    float* row = E + (size_t)j * ld;
+    std::fill(row, row + ld, 0.0f);
+    std::copy(kernel, kernel + w, row + (size_t)j * w);
+  }
+}
+
+void conv_matrix_backward(float* dkernel, const float* dE, int k, int w, int ld) {
+  for (int j = 0; j < k; ++j)
+    for (int u = 0; u < w; ++u) dkernel[u] += dE[(size_t)j * ld + (size_t)j * w + u];
+}
+
 }  // namespace linformer::kernels

@@ -74,4 +74,24 @@ int cross_entropy_forward(float* losses, const float* logits, const int32_t* tar
 void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* targets, int T, int V,
                             int ignore_index, float scale);
 
+// Pooling along the sequence in windows (Linformer's "mean" and "max" projections, docs/model.md).
+// Window j (0 <= j < k) of sequence b covers positions [j*w, (j+1)*w) that are < n; only real
+// tokens (mask[b,t] = 1) count. out[B,k,d]: "mean" is the average of those rows, "max" their
+// per-channel maximum, with arg[B,k,d] its position (the first one on ties; arg is unused for
+// mean and may be null then). A window without a real token gives 0 (arg -1).
+// win_mask[B,k] (nullable): 1 where the window holds a real token, else 0.
+void seq_pool_forward(float* out, int32_t* arg, uint8_t* win_mask, const float* in, const uint8_t* mask, int B, int n,
+                      int d, int k, int w, bool max);
+// din[B,n,d] (overwritten) = the gradient of sum(out * dout): mean spreads dout[b,j] evenly over
+// the window's real tokens, max sends it to arg; 0 at padding and at positions no window covers.
+void seq_pool_backward(float* din, const float* dout, const int32_t* arg, const uint8_t* mask, int B, int n, int d,
+                       int k, int w, bool max);
+
+// The [k, ld] matrix of a convolution along the sequence with kernel size = stride = w and one
+// kernel for every channel ("conv" projection): E[j, j*w + u] = kernel[u] (u < w), 0 elsewhere.
+// ld >= k*w. Projecting with E[:, :n] equals the strided convolution of the zero-padded sequence.
+void conv_matrix_forward(float* E, const float* kernel, int k, int w, int ld);
+// dkernel[w] += sum over j of dE[j, j*w + u]: the kernel's gradient from the matrix's.
+void conv_matrix_backward(float* dkernel, const float* dE, int k, int w, int ld);
+
 }  // namespace linformer::kernels

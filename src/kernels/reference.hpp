@@ -258,4 +258,51 @@ void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* targets,
   }
 }
 
+// Window pooling along the sequence (kernels.hpp): out[B,k,d], arg[B,k,d] (max only),
+// win_mask[B,k] (nullable).
+template <class T>
+void seq_pool_forward(T* out, int32_t* arg, uint8_t* win_mask, const T* in, const uint8_t* mask, int B, int n, int d,
+                      int k, int w, bool max) {
+  for (int b = 0; b < B; ++b)
+    for (int j = 0; j < k; ++j) {
+      const size_t bj = (size_t)b * k + j;
+      int count = 0;
+      for (int t = j * w; t < (j + 1) * w && t < n; ++t) count += mask[(size_t)b * n + t] != 0;
+      if (win_mask) win_mask[bj] = count > 0;
+      for (int c = 0; c < d; ++c) {
+        T acc = 0;
+        int at = -1;
+        for (int t = j * w; t < (j + 1) * w && t < n; ++t) {
+          if (!mask[(size_t)b * n + t]) continue;
+          const T x = in[((size_t)b * n + t) * d + c];
+          if (!max) acc += x;
+          else if (at < 0 || x > acc) acc = x, at = t;
+        }
+        out[bj * d + c] = count == 0 ? T(0) : max ? acc : acc / T(count);
+        if (max) arg[bj * d + c] = at;
+      }
+    }
+}
+
+// din[B,n,d] = d sum(out * dout) / d in (overwritten).
+template <class T>
+void seq_pool_backward(T* din, const T* dout, const int32_t* arg, const uint8_t* mask, int B, int n, int d, int k,
+                       int w, bool max) {
+  for (size_t i = 0; i < (size_t)B * n * d; ++i) din[i] = 0;
+  for (int b = 0; b < B; ++b)
+    for (int j = 0; j < k; ++j) {
+      const size_t bj = (size_t)b * k + j;
+      int count = 0;
+      for (int t = j * w; t < (j + 1) * w && t < n; ++t) count += mask[(size_t)b * n + t] != 0;
+      for (int c = 0; c < d; ++c) {
+        if (max) {
+          if (arg[bj * d + c] >= 0) din[((size_t)b * n + arg[bj * d + c]) * d + c] += dout[bj * d + c];
+          continue;
+        }
+        for (int t = j * w; t < (j + 1) * w && t < n; ++t)
+          if (mask[(size_t)b * n + t]) din[((size_t)b * n + t) * d + c] += dout[bj * d + c] / T(count);
+      }
+    }
+}
+
 }  // namespace linformer::ref

@@ -9,6 +9,7 @@
 // head slices, so per-head matmuls need no transposes or copies (leading dimension d).
 #include "nn/attention.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -41,7 +42,7 @@ class AttentionCore : public Attention {
     float* P = grow(p_buf_, (size_t)s.B * h_ * block);
     float* ctx = grow(ctx_, (size_t)T * d_);
     const float scale = 1.0f / std::sqrt((float)dh_);
-    const uint8_t* key_mask = uses_key_mask() ? s.mask : nullptr;
+    const uint8_t* key_mask = context_mask(s);  // [B, kk] or null
     dropped_ = training && attn_p_ > 0.0f;
     float* Pd = dropped_ ? grow(pd_buf_, (size_t)s.B * h_ * block) : P;
     uint8_t* keep = dropped_ ? grow(keep_, (size_t)s.B * h_ * block) : nullptr;
@@ -54,7 +55,7 @@ class AttentionCore : public Attention {
       const float* vb = vc_.data() + (size_t)b * kk * d_ + i * dh_;
       float* Pb = P + bh * block;
       matmul(false, true, s.n, kk, dh_, scale, qb, d_, kb, d_, 0.0f, Pb, kk);
-      softmax_forward(Pb, Pb, s.n, kk, key_mask ? key_mask + (size_t)b * s.n : nullptr);
+      softmax_forward(Pb, Pb, s.n, kk, key_mask ? key_mask + (size_t)b * kk : nullptr);
       float* Pdb = Pb;
       if (dropped_) {
         Pdb = Pd + bh * block;
@@ -107,13 +108,19 @@ class AttentionCore : public Attention {
     context_backward(dx, dkc, dvc, x, s);  // adds to dx
   }
 
+  const float* probs(int* cols) const override {
+    *cols = kk_;
+    return p_buf_.data();
+  }
+
  protected:
   // Builds kc_, vc_ ([B, kk_, d]) from x and sets kk_.
   virtual void make_context(const float* x, const AttnShape& s) = 0;
   // Given dkc, dvc ([B, kk, d]), accumulates parameter gradients and ADDS the input gradient to dx.
   virtual void context_backward(float* dx, const float* dkc, const float* dvc, const float* x,
                                 const AttnShape& s) = 0;
-  virtual bool uses_key_mask() const = 0;
+  // Which context keys are real, [B, kk] (padded keys get probability 0), or null: all are.
+  virtual const uint8_t* context_mask(const AttnShape& s) const = 0;
 
   ParamTable& pt_;
   QkvoParams p_;
@@ -132,7 +139,7 @@ class FullAttention : public AttentionCore {
   using AttentionCore::AttentionCore;
 
  protected:
-  bool uses_key_mask() const override { return true; }
+  const uint8_t* context_mask(const AttnShape& s) const override { return s.mask; }  // kk = n
   void make_context(const float* x, const AttnShape& s) override {
     const int T = s.B * s.n;
     kk_ = s.n;
@@ -148,20 +155,40 @@ class FullAttention : public AttentionCore {
 };
 
 // Linformer: context keys/values are k rows projected along the sequence by E and F.
+// The projection kinds (docs/model.md): learned, random and conv are linear maps E [k, max_len]
+// (conv's E is built from its kernel every forward and its gradient folded back), applied by
+// the same code; mean and max pool windows of real tokens (seq_pool_*) and have no tensors.
+// Window kinds (mean, max, conv) mask the projected keys whose window holds no real token.
 class LinformerAttention : public AttentionCore {
  public:
   LinformerAttention(const ModelConfig& cfg, ParamTable& pt, QkvoParams p, LinformerProj proj)
-      : AttentionCore(cfg, pt, p), proj_(proj), nmax_(cfg.max_len), input_first_(cfg.proj_order == ProjOrder::InputFirst) {}
+      : AttentionCore(cfg, pt, p),
+        proj_(proj),
+        nmax_(cfg.max_len),
+        input_first_(cfg.proj_order == ProjOrder::InputFirst),
+        window_(is_window_kind(proj.kind) ? cfg.max_len / proj.k : 0) {}
 
  protected:
-  bool uses_key_mask() const override { return false; }  // padding is zeroed before projecting
+  // Padding is zeroed (or skipped) before projecting; only window kinds have empty projected rows.
+  const uint8_t* context_mask(const AttnShape&) const override {
+    return window_ > 0 ? win_mask_.data() : nullptr;
+  }
+
+  bool pooled() const { return proj_.kind == ProjKind::Mean || proj_.kind == ProjKind::Max; }
+  bool is_max() const { return proj_.kind == ProjKind::Max; }
 
   // E (or F) of head i, [k, max_len] with row stride max_len; only the first n columns are used.
   const float* proj_of(int param, int head) const {
-    return pt_.data(param) + (size_t)(proj_.heads == 1 ? 0 : head) * proj_.k * nmax_;
+    const size_t off = (size_t)(proj_.heads == 1 ? 0 : head) * proj_.k * nmax_;
+    if (proj_.kind == ProjKind::Conv) return (param == proj_.e ? conv_e_ : conv_f_).data() + off;
+    return pt_.data(param) + off;
   }
+  // Where the gradient of that matrix goes; null for the frozen random projection (not computed).
   float* proj_grad_of(int param, int head) {
-    return pt_.grad(param) + (size_t)(proj_.heads == 1 ? 0 : head) * proj_.k * nmax_;
+    const size_t off = (size_t)(proj_.heads == 1 ? 0 : head) * proj_.k * nmax_;
+    if (proj_.kind == ProjKind::Random) return nullptr;
+    if (proj_.kind == ProjKind::Conv) return (param == proj_.e ? dconv_e_ : dconv_f_).data() + off;
+    return pt_.grad(param) + off;
   }
 
   void make_context(const float* x, const AttnShape& s) override {
@@ -169,6 +196,23 @@ class LinformerAttention : public AttentionCore {
     kk_ = k;
     float* kc = grow(kc_, (size_t)s.B * k * d_);
     float* vc = grow(vc_, (size_t)s.B * k * d_);
+    if (window_ > 0) {  // win_mask_[b, j]: window j of sequence b holds a real token
+      uint8_t* wm = grow(win_mask_, (size_t)s.B * k);
+      for (int b = 0; b < s.B; ++b)
+        for (int j = 0; j < k; ++j) {
+          uint8_t any = 0;
+          for (int t = j * window_; t < std::min((j + 1) * window_, s.n); ++t) any |= s.mask[(size_t)b * s.n + t];
+          wm[(size_t)b * k + j] = any;
+        }
+    }
+    if (pooled()) {
+      pool_context(kc, vc, x, s);
+      return;
+    }
+    if (proj_.kind == ProjKind::Conv) {  // E and F as [heads, k, max_len] matrices
+      conv_matrices(grow(conv_e_, (size_t)proj_.heads * k * nmax_), proj_.e);
+      if (proj_.f != proj_.e) conv_matrices(grow(conv_f_, (size_t)proj_.heads * k * nmax_), proj_.f);
+    }
     // Padded rows never reach the projection: xm = x * mask (input_first) or K, V * mask.
     if (input_first_) {
       float* xm = grow(xm_, (size_t)T * d_);
@@ -199,6 +243,15 @@ class LinformerAttention : public AttentionCore {
   void context_backward(float* dx, const float* dkc, const float* dvc, const float* x,
                         const AttnShape& s) override {
     const int T = s.B * s.n, k = proj_.k;
+    if (pooled()) {
+      pool_context_backward(dx, dkc, dvc, x, s);
+      return;
+    }
+    if (proj_.kind == ProjKind::Conv) {  // gradients w.r.t. the matrices first, folded at the end
+      std::fill_n(grow(dconv_e_, (size_t)proj_.heads * k * nmax_), (size_t)proj_.heads * k * nmax_, 0.0f);
+      if (proj_.f != proj_.e)
+        std::fill_n(grow(dconv_f_, (size_t)proj_.heads * k * nmax_), (size_t)proj_.heads * k * nmax_, 0.0f);
+    }
     if (input_first_) {
       const bool kv_shared = proj_.f == proj_.e;
       const float* xf = kv_shared ? xe_.data() : xf_.data();
@@ -228,9 +281,69 @@ class LinformerAttention : public AttentionCore {
       linear_backward(dx, pt_.grad(p_.k_w), pt_.grad(p_.k_b), dkf, x, pt_.data(p_.k_w), T, d_, d_, true);
       linear_backward(dx, pt_.grad(p_.v_w), pt_.grad(p_.v_b), dvf, x, pt_.data(p_.v_w), T, d_, d_, true);
     }
+    if (proj_.kind == ProjKind::Conv) {
+      conv_kernel_grads(dconv_e_.data(), proj_.e);
+      if (proj_.f != proj_.e) conv_kernel_grads(dconv_f_.data(), proj_.f);
+    }
   }
 
  private:
+  // Conv: the kernels of `param` ([heads, w]) as matrices [heads, k, max_len], and back.
+  void conv_matrices(float* out, int param) const {
+    for (int e = 0; e < proj_.heads; ++e)
+      conv_matrix_forward(out + (size_t)e * proj_.k * nmax_, pt_.data(param) + (size_t)e * window_, proj_.k, window_,
+                          nmax_);
+  }
+  void conv_kernel_grads(const float* dmat, int param) {
+    for (int e = 0; e < proj_.heads; ++e)
+      conv_matrix_backward(pt_.grad(param) + (size_t)e * window_, dmat + (size_t)e * proj_.k * nmax_, proj_.k,
+                           window_, nmax_);
+  }
+
+  // Mean/max pooling: one pooling for every head, keys and values (there is nothing to share).
+  // input_first: Kp = pool(x) Wk^T + bk; linear_first: Kp = pool(x Wk^T + bk). Pooling reads
+  // real rows only, so no masking is needed.
+  void pool_context(float* kc, float* vc, const float* x, const AttnShape& s) {
+    const int T = s.B * s.n, k = proj_.k;
+    const size_t pk = (size_t)s.B * k * d_;
+    int32_t* arg_e = is_max() ? grow(arg_e_, pk) : nullptr;
+    if (input_first_) {
+      float* xe = grow(xe_, pk);
+      seq_pool_forward(xe, arg_e, nullptr, x, s.mask, s.B, s.n, d_, k, window_, is_max());
+      map_projected(kc, xe, p_.k_w, p_.k_b, s.B);
+      map_projected(vc, xe, p_.v_w, p_.v_b, s.B);
+    } else {
+      float* kf = grow(kfull_, (size_t)T * d_);
+      float* vf = grow(vfull_, (size_t)T * d_);
+      linear_forward(kf, x, pt_.data(p_.k_w), pt_.data(p_.k_b), T, d_, d_);
+      linear_forward(vf, x, pt_.data(p_.v_w), pt_.data(p_.v_b), T, d_, d_);
+      seq_pool_forward(kc, arg_e, nullptr, kf, s.mask, s.B, s.n, d_, k, window_, is_max());
+      seq_pool_forward(vc, is_max() ? grow(arg_f_, pk) : nullptr, nullptr, vf, s.mask, s.B, s.n, d_, k, window_,
+                       is_max());
+    }
+  }
+  void pool_context_backward(float* dx, const float* dkc, const float* dvc, const float* x, const AttnShape& s) {
+    const int T = s.B * s.n, k = proj_.k;
+    const size_t pk = (size_t)s.B * k * d_;
+    if (input_first_) {
+      float* dxe = grow(dxe_, pk);
+      float* dxf = grow(dxf_, pk);
+      map_projected_backward(dxe, dkc, xe_.data(), p_.k_w, p_.k_b, s.B);
+      map_projected_backward(dxf, dvc, xe_.data(), p_.v_w, p_.v_b, s.B);
+      for (size_t i = 0; i < pk; ++i) dxe[i] += dxf[i];
+      float* dxm = grow(dxm_, (size_t)T * d_);
+      seq_pool_backward(dxm, dxe, arg_e_.data(), s.mask, s.B, s.n, d_, k, window_, is_max());
+      for (size_t i = 0; i < (size_t)T * d_; ++i) dx[i] += dxm[i];  // 0 at padding
+    } else {
+      float* dkf = grow(dkfull_, (size_t)T * d_);
+      float* dvf = grow(dvfull_, (size_t)T * d_);
+      seq_pool_backward(dkf, dkc, arg_e_.data(), s.mask, s.B, s.n, d_, k, window_, is_max());
+      seq_pool_backward(dvf, dvc, arg_f_.data(), s.mask, s.B, s.n, d_, k, window_, is_max());
+      linear_backward(dx, pt_.grad(p_.k_w), pt_.grad(p_.k_b), dkf, x, pt_.data(p_.k_w), T, d_, d_, true);
+      linear_backward(dx, pt_.grad(p_.v_w), pt_.grad(p_.v_b), dvf, x, pt_.data(p_.v_w), T, d_, d_, true);
+    }
+  }
+
   void mask_rows(float* out, const float* in, const AttnShape& s) const {
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < s.B * s.n; ++r) {
@@ -258,8 +371,8 @@ class LinformerAttention : public AttentionCore {
     for (int b = 0; b < s.B; ++b)
       for (int e = 0; e < proj_.heads; ++e) {
         const float* g = dout + ((size_t)b * proj_.heads + e) * k * d_;
-        matmul(false, true, k, s.n, d_, 1.0f, g, d_, xm + (size_t)b * s.n * d_, d_, 1.0f, proj_grad_of(param, e),
-               nmax_);
+        if (float* dp = proj_grad_of(param, e))
+          matmul(false, true, k, s.n, d_, 1.0f, g, d_, xm + (size_t)b * s.n * d_, d_, 1.0f, dp, nmax_);
         const bool acc = accumulate || e > 0;
         matmul(true, false, s.n, d_, k, 1.0f, proj_of(param, e), nmax_, g, d_, acc ? 1.0f : 0.0f,
                dxm + (size_t)b * s.n * d_, d_);
@@ -326,12 +439,12 @@ class LinformerAttention : public AttentionCore {
       float* db = din + (size_t)b * s.n * d_;
       if (proj_.heads == 1) {
         matmul(true, false, s.n, d_, k, 1.0f, proj_of(param, 0), nmax_, gb, d_, 0.0f, db, d_);
-        matmul(false, true, k, s.n, d_, 1.0f, gb, d_, ib, d_, 1.0f, proj_grad_of(param, 0), nmax_);
+        if (float* dp = proj_grad_of(param, 0)) matmul(false, true, k, s.n, d_, 1.0f, gb, d_, ib, d_, 1.0f, dp, nmax_);
       } else {
         for (int i = 0; i < h_; ++i) {
           matmul(true, false, s.n, dh_, k, 1.0f, proj_of(param, i), nmax_, gb + i * dh_, d_, 0.0f, db + i * dh_, d_);
-          matmul(false, true, k, s.n, dh_, 1.0f, gb + i * dh_, d_, ib + i * dh_, d_, 1.0f, proj_grad_of(param, i),
-                 nmax_);
+          if (float* dp = proj_grad_of(param, i))
+            matmul(false, true, k, s.n, dh_, 1.0f, gb + i * dh_, d_, ib + i * dh_, d_, 1.0f, dp, nmax_);
         }
       }
     }
@@ -340,8 +453,12 @@ class LinformerAttention : public AttentionCore {
   LinformerProj proj_;
   int nmax_;
   bool input_first_;
+  int window_;  // positions per window (window kinds), else 0
   std::vector<float> xm_, xe_, xf_, kfull_, vfull_;
   std::vector<float> dxe_, dxf_, dxm_, dkfull_, dvfull_;
+  std::vector<float> conv_e_, conv_f_, dconv_e_, dconv_f_;  // conv: E, F as matrices and their gradients
+  std::vector<int32_t> arg_e_, arg_f_;                      // max pooling: where each maximum came from
+  std::vector<uint8_t> win_mask_;                           // [B, k]
 };
 
 }  // namespace

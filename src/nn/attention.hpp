@@ -26,6 +26,13 @@ class Attention {
   // dx[T,d] is overwritten with the gradient w.r.t. x; parameter gradients are accumulated.
   // Uses the buffers saved by the last forward (x must be the same pointer/content).
   virtual void backward(float* dx, const float* dout, const float* x, const AttnShape& s) = 0;
+  // The attention probabilities of the last forward, before dropout: [B, heads, n, cols] with
+  // cols = n (full attention) or k (Linformer: over the projected keys); *cols is set. Null for
+  // kinds that keep none (tiled). The buffer exists anyway for backward: reading it costs nothing.
+  virtual const float* probs(int* cols) const {
+    *cols = 0;
+    return nullptr;
+  }
 };
 
 // Indices of the q/k/v/out maps in the ParamTable (common to every kind).
@@ -43,9 +50,11 @@ std::unique_ptr<Attention> make_tiled_attention(const ModelConfig& cfg, ParamTab
 // (indices into pt; e_heads = 1 when shared by the heads, else n_heads; f may equal e).
 // No n x n buffer exists on this path.
 struct LinformerProj {
-  int e = -1, f = -1;  // parameter indices, each [e_heads, k, max_len]
+  int e = -1, f = -1;  // parameter indices: [e_heads, k, max_len] (learned, random), [e_heads, w] (conv),
+                       // -1 for mean/max pooling (no tensors)
   int heads = 1;       // e_heads
   int k = 0;
+  ProjKind kind = ProjKind::Learned;
 };
 std::unique_ptr<Attention> make_linformer_attention(const ModelConfig& cfg, ParamTable& pt, QkvoParams p,
                                                     LinformerProj proj);

@@ -93,8 +93,27 @@ Model::Model(const ModelConfig& cfg) : cfg_(cfg), impl_(std::make_unique<Impl>()
   m.embln_w = pt.add("emb_norm.weight", {d}, false);
   m.embln_b = pt.add("emb_norm.bias", {d}, false);
   const bool lin = cfg_.attention == AttentionKind::Linformer;
+  // Projection tensors (docs/format.md): [k, N] matrices (learned; random, frozen), [w] conv
+  // kernels, none for mean/max pooling; with sharing "none" one per head ([h, ...]).
+  const ProjKind kind = cfg_.projection;
+  const bool has_proj = lin && kind != ProjKind::Mean && kind != ProjKind::Max;
+  const bool frozen = kind == ProjKind::Random;
+  auto proj_shape = [&](int layer, bool per_head) {
+    std::vector<int64_t> sh;
+    if (per_head) sh.push_back(h);
+    if (kind == ProjKind::Conv) {
+      sh.push_back(cfg_.window_of(layer));
+    } else {
+      sh.push_back(cfg_.k_of(layer));
+      sh.push_back(N);
+    }
+    return sh;
+  };
+  auto add_proj = [&](const std::string& name, int layer, bool per_head) {
+    return pt.add(name, proj_shape(layer, per_head), !frozen, !frozen);
+  };
   int shared = -1;
-  if (lin && cfg_.sharing == Sharing::Layerwise) shared = pt.add("attn_proj_shared", {cfg_.k_of(0), N}, true);
+  if (has_proj && cfg_.sharing == Sharing::Layerwise) shared = add_proj("attn_proj_shared", 0, false);
   std::vector<LinformerProj> projs(cfg_.n_layers);
   for (int l = 0; l < cfg_.n_layers; ++l) {
     const std::string b = fmt::format("blk.{}.", l);
@@ -107,21 +126,24 @@ Model::Model(const ModelConfig& cfg) : cfg_(cfg), impl_(std::make_unique<Impl>()
     q.v_w = pt.add(b + "attn_v.weight", {d, d}, true);
     q.v_b = pt.add(b + "attn_v.bias", {d}, false);
     if (lin) {
-      const int k = cfg_.k_of(l);
       LinformerProj& pr = projs[l];
-      pr.k = k;
+      pr.k = cfg_.k_of(l);
+      pr.kind = kind;
+    }
+    if (has_proj) {
+      LinformerProj& pr = projs[l];
       switch (cfg_.sharing) {
         case Sharing::None:
           pr.heads = h;
-          pr.e = pt.add(b + "attn_proj_e", {h, k, N}, true);
-          pr.f = pt.add(b + "attn_proj_f", {h, k, N}, true);
+          pr.e = add_proj(b + "attn_proj_e", l, true);
+          pr.f = add_proj(b + "attn_proj_f", l, true);
           break;
         case Sharing::Headwise:
-          pr.e = pt.add(b + "attn_proj_e", {k, N}, true);
-          pr.f = pt.add(b + "attn_proj_f", {k, N}, true);
+          pr.e = add_proj(b + "attn_proj_e", l, false);
+          pr.f = add_proj(b + "attn_proj_f", l, false);
           break;
         case Sharing::KeyValue:
-          pr.e = pr.f = pt.add(b + "attn_proj_kv", {k, N}, true);
+          pr.e = pr.f = add_proj(b + "attn_proj_kv", l, false);
           break;
         case Sharing::Layerwise:
           pr.e = pr.f = shared;
@@ -170,7 +192,16 @@ void Model::init(uint64_t seed) {
     const ParamInfo& p = params_.info(i);
     float* w = params_.data(i);
     const bool is_norm_weight = p.name.ends_with("norm.weight");
-    const bool is_matrix = p.shape.size() >= 2;  // weights, embeddings, E/F
+    const bool is_proj = p.name.find("attn_proj") != std::string::npos;  // E/F, conv kernels included
+    const bool is_matrix = p.shape.size() >= 2 || is_proj;                // weights, embeddings, E/F
+    if (is_proj && cfg_.projection == ProjKind::Random) {
+      // Frozen random projection: N(0, 1/k), so that E x keeps the norm of x in expectation
+      // (Johnson-Lindenstrauss, the paper's Theorem 1). k = the tensor's second-to-last dimension.
+      const float k = (float)p.shape[p.shape.size() - 2];
+      std::normal_distribution<float> rnd(0.0f, 1.0f / std::sqrt(k));
+      for (size_t j = 0; j < p.numel; ++j) w[j] = rnd(rng);
+      continue;
+    }
     for (size_t j = 0; j < p.numel; ++j) w[j] = is_matrix ? normal(rng) : (is_norm_weight ? 1.0f : 0.0f);
   }
   params_.zero_grad();
@@ -272,6 +303,23 @@ const float* Model::encode(const Batch& batch) {
 const float* Model::hidden() const { return impl_->hidden(); }
 const float* Model::mlm_logits() const { return impl_->logits.data(); }
 const float* Model::cls_logits() const { return impl_->cls_logits.data(); }
+
+AttentionProbs Model::attention_probs(int layer) const {
+  const Impl& m = *impl_;
+  if (layer < 0 || layer >= cfg_.n_layers)
+    throw Error(fmt::format("attention_probs: layer {} is out of range [0, {})", layer, cfg_.n_layers));
+  if (m.batch.B == 0) throw Error("attention_probs: no forward pass has run yet");
+  AttentionProbs p;
+  p.data = m.attn[layer]->probs(&p.cols);
+  if (!p.data)
+    throw Error(fmt::format("attention_probs: attention \"{}\" keeps no probabilities; load the weights with "
+                            "attention \"full\" (the same tensors) to see them",
+                            to_string(cfg_.attention)));
+  p.B = m.batch.B;
+  p.heads = cfg_.n_heads;
+  p.n = m.batch.n;
+  return p;
+}
 
 // The MLM head on R rows of x (the gathered rows when training, all rows for logits):
 // z = LN(GELU(x Wd^T + bd)); logits = z tok^T + bias.

@@ -6,7 +6,7 @@
 
 namespace linformer {
 
-int ParamTable::add(std::string name, std::vector<int64_t> shape, bool decay) {
+int ParamTable::add(std::string name, std::vector<int64_t> shape, bool decay, bool trainable) {
   if (!data_.empty()) throw Error("ParamTable::add after finalize: " + name);
   if (find(name) >= 0) throw Error("duplicate parameter name: " + name);
   ParamInfo p;
@@ -15,7 +15,8 @@ int ParamTable::add(std::string name, std::vector<int64_t> shape, bool decay) {
   for (int64_t s : shape) p.numel *= static_cast<size_t>(s);
   p.shape = std::move(shape);
   p.offset = total_;
-  p.decay = decay;
+  p.decay = decay && trainable;
+  p.trainable = trainable;
   // Keep every tensor 64-byte aligned inside the block (16 floats).
   total_ += (p.numel + 15) / 16 * 16;
   infos_.push_back(std::move(p));

@@ -35,8 +35,11 @@ AdamW::AdamW(ParamTable& params, AdamWOptions opt) : params_(params), opt_(opt) 
   m_.assign(n, 0.0f);
   v_.assign(n, 0.0f);
   decay_.assign(n, 0);
-  for (const ParamInfo& p : params_.infos())
+  frozen_.assign(n, 0);
+  for (const ParamInfo& p : params_.infos()) {
     if (p.decay) std::fill(decay_.begin() + p.offset, decay_.begin() + p.offset + p.numel, uint8_t{1});
+    if (!p.trainable) std::fill(frozen_.begin() + p.offset, frozen_.begin() + p.offset + p.numel, uint8_t{1});
+  }
 }
 
 void AdamW::step(float lr) {
@@ -60,6 +63,7 @@ void AdamW::step(float lr) {
   float* __restrict m = m_.data();
   float* __restrict v = v_.data();
   const uint8_t* __restrict dk = decay_.data();
+  const uint8_t* __restrict fz = frozen_.data();
   const ptrdiff_t chunks = static_cast<ptrdiff_t>(num_chunks(n));
 
 #pragma omp parallel for schedule(static)
@@ -71,10 +75,12 @@ void AdamW::step(float lr) {
       const float gi = g[i];
       const float mi = m[i] * beta1 + gi * one_m_b1;
       const float vi = v[i] * beta2 + (gi * gi) * one_m_b2;
-      m[i] = mi;
-      v[i] = vi;
       const float denom = std::sqrt(vi) / bc2_sqrt + eps;
-      p[i] = pi - step_size * (mi / denom);
+      // Frozen elements keep everything (selects rather than a branch, so the loop stays vectorised).
+      const bool keep = fz[i];
+      m[i] = keep ? m[i] : mi;
+      v[i] = keep ? v[i] : vi;
+      p[i] = keep ? p[i] : pi - step_size * (mi / denom);
     }
   }
 }

@@ -36,6 +36,7 @@ class Config:
     k: List[int] = field(default_factory=lambda: [64])
     sharing: str = "headwise"           # none | headwise | kv | layerwise
     proj_order: str = "input_first"     # input_first | linear_first
+    projection: str = "learned"         # learned | mean | max | conv | random
     dropout: float = 0.1
     attention_dropout: float = 0.1
     layer_norm_eps: float = 1e-5
@@ -58,6 +59,9 @@ class Config:
         assert cfg.attention in ("full", "linformer", "tiled"), cfg.attention  # tiled computes full attention
         assert cfg.sharing in ("none", "headwise", "kv", "layerwise"), cfg.sharing
         assert cfg.proj_order in ("input_first", "linear_first"), cfg.proj_order
+        assert cfg.projection in ("learned", "mean", "max", "conv", "random"), cfg.projection
+        if cfg.projection in ("mean", "max", "conv"):
+            assert all(cfg.max_len % k == 0 for k in cfg.k), "window kinds need k | max_len"
         assert cfg.pooling in ("first", "mean"), cfg.pooling
         assert cfg.d_model % cfg.n_heads == 0
         return cfg
@@ -68,6 +72,51 @@ class Config:
 
     def k_of(self, layer):
         return self.k[0] if len(self.k) == 1 else self.k[layer]
+
+    def proj_shape(self, layer):
+        """Shape of one E or F: [k, N] (learned, random), [w] (conv kernel), None (mean, max)."""
+        if self.projection in ("mean", "max"):
+            return None
+        if self.projection == "conv":
+            return [self.max_len // self.k_of(layer)]
+        return [self.k_of(layer), self.max_len]
+
+
+def proj_param(shape):
+    """E/F (or a conv kernel) as a parameter; projections() detaches the frozen random one."""
+    return nn.Parameter(torch.zeros(shape))
+
+
+def window_pool(t, mask, w, kind):
+    """Pools windows of w positions of t [B, n, c] over its real rows (mask [B, n]).
+
+    Positions n..N-1 count as padding, so window j covers positions j*w .. j*w+w-1 of the
+    zero-padded sequence. mean: average of the real rows; max: their per-channel maximum; a
+    window without a real row gives 0. Returns (pooled [B, k, c], window mask [B, k]).
+    """
+    B, n, c = t.shape
+    N = ((n + w - 1) // w) * w
+    tp = F.pad(t, (0, 0, 0, N - n)).reshape(B, N // w, w, c)
+    mp = F.pad(mask.to(t.dtype), (0, N - n)).reshape(B, N // w, w)
+    count = mp.sum(2)                                               # [B, k']
+    if kind == "mean":
+        out = (tp * mp[..., None]).sum(2) / count.clamp(min=1)[..., None]
+    else:
+        out = tp.masked_fill(mp[..., None] == 0, float("-inf")).amax(2)
+        out = torch.where(count[..., None] > 0, out, torch.zeros_like(out))
+    return out, count > 0
+
+
+def strided_conv(t, kernel, w):
+    """Convolution along the sequence, kernel = stride = w, the same kernel for every channel.
+
+    t [B, h, n, c] (one input per head), kernel [h, w] -> [B, h, n/w rounded up, c]; the
+    sequence is zero-padded to a multiple of w.
+    """
+    B, h, n, c = t.shape
+    N = ((n + w - 1) // w) * w
+    tp = F.pad(t, (0, 0, 0, N - n)).reshape(B, h, N // w, w, c)
+    return torch.einsum("bhjuc,hu->bhjc", tp, kernel)
 
 
 class Layer(nn.Module):
@@ -85,20 +134,21 @@ class Layer(nn.Module):
         self.ffn_up = nn.Linear(d, f)
         self.ffn_down = nn.Linear(f, d)
         self.ffn_norm = nn.LayerNorm(d, eps=cfg.layer_norm_eps)
-        if cfg.attention == "linformer":
-            k = cfg.k_of(layer)
+        self.layer = layer
+        shape = cfg.proj_shape(layer)
+        if cfg.attention == "linformer" and shape is not None:
             if cfg.sharing == "none":
-                self.attn_proj_e = nn.Parameter(torch.zeros(h, k, N))
-                self.attn_proj_f = nn.Parameter(torch.zeros(h, k, N))
+                self.attn_proj_e = proj_param([h] + shape)
+                self.attn_proj_f = proj_param([h] + shape)
             elif cfg.sharing == "headwise":
-                self.attn_proj_e = nn.Parameter(torch.zeros(k, N))
-                self.attn_proj_f = nn.Parameter(torch.zeros(k, N))
+                self.attn_proj_e = proj_param(shape)
+                self.attn_proj_f = proj_param(shape)
             elif cfg.sharing == "kv":
-                self.attn_proj_kv = nn.Parameter(torch.zeros(k, N))
+                self.attn_proj_kv = proj_param(shape)
             # layerwise: the model's attn_proj_shared is passed to forward()
 
     def projections(self, shared):
-        """E and F as [h, k, N] (shared ones are expanded over the heads)."""
+        """E and F as [h, k, N] (conv: kernels [h, w]; shared ones are expanded over the heads)."""
         h = self.cfg.n_heads
         s = self.cfg.sharing
         if s == "none":
@@ -109,9 +159,15 @@ class Layer(nn.Module):
             E = Fp = self.attn_proj_kv
         else:
             E = Fp = shared
-        if E.dim() == 2:
+        if self.cfg.projection == "conv":
+            if E.dim() == 1:
+                E = E.unsqueeze(0).expand(h, -1)
+                Fp = Fp.unsqueeze(0).expand(h, -1)
+        elif E.dim() == 2:
             E = E.unsqueeze(0).expand(h, -1, -1)
             Fp = Fp.unsqueeze(0).expand(h, -1, -1)
+        if self.cfg.projection == "random":   # frozen: no gradient reaches it
+            E, Fp = E.detach(), Fp.detach()
         return E, Fp
 
     def drop(self, x, p):
@@ -133,6 +189,11 @@ class Layer(nn.Module):
             vv = heads(self.attn_v(x))
             scores = q @ kk.transpose(-1, -2) / math.sqrt(dh)  # [B, h, n, n]
             scores = scores.masked_fill(mask[:, None, None, :] == 0, float("-inf"))
+        elif cfg.projection in ("mean", "max", "conv"):
+            kk, vv, wmask = self.window_context(x, mask, shared)
+            scores = q @ kk.transpose(-1, -2) / math.sqrt(dh)  # [B, h, n, k]
+            # Projected keys whose window holds no real token are masked like padded keys.
+            scores = scores.masked_fill(wmask[:, None, None, :] == 0, float("-inf"))
         else:
             E, Fp = self.projections(shared)
             E = E[:, :, :n]    # [h, k, n]: first n columns
@@ -157,6 +218,54 @@ class Layer(nn.Module):
         c = p @ vv                                             # [B, h, n, dh]
         c = c.permute(0, 2, 1, 3).reshape(B, n, d)
         return self.attn_out(c)
+
+    def window_context(self, x, mask, shared):
+        """Projected keys/values [B, h, k, dh] of the window kinds (mean, max, conv), and the
+        window mask [B, k] (1 where the window holds a real token)."""
+        cfg = self.cfg
+        B, n, d = x.shape
+        h = cfg.n_heads
+        dh = d // h
+        k = cfg.k_of(self.layer)
+        w = cfg.max_len // k
+        maskf = mask.to(x.dtype)
+
+        def heads(t):
+            return t.reshape(t.shape[0], t.shape[1], h, dh).permute(0, 2, 1, 3)
+
+        def fit(t):  # windows beyond n (all padding) -> exactly k windows
+            return F.pad(t, (0, 0, 0, k - t.shape[-2])) if t.shape[-2] < k else t
+
+        _, wmask = window_pool(x, mask, w, "mean")
+        wmask = F.pad(wmask, (0, k - wmask.shape[1]))
+        Wk = self.attn_k.weight.reshape(h, dh, d)
+        Wv = self.attn_v.weight.reshape(h, dh, d)
+        bk = self.attn_k.bias.reshape(h, 1, dh)
+        bv = self.attn_v.bias.reshape(h, 1, dh)
+        if cfg.projection in ("mean", "max"):
+            if cfg.proj_order == "input_first":
+                px, _ = window_pool(x, mask, w, cfg.projection)          # [B, k', d]
+                px = fit(px)
+                kk = heads(self.attn_k(px))
+                vv = heads(self.attn_v(px))
+            else:
+                pk, _ = window_pool(self.attn_k(x), mask, w, cfg.projection)
+                pv, _ = window_pool(self.attn_v(x), mask, w, cfg.projection)
+                kk, vv = heads(fit(pk)), heads(fit(pv))
+            return kk, vv, wmask
+        E, Fp = self.projections(shared)                                 # kernels [h, w]
+        if cfg.proj_order == "input_first":
+            xm = (x * maskf[:, :, None])[:, None].expand(B, h, n, d)    # the whole input, per head
+            ex = fit(strided_conv(xm, E, w))                              # [B, h, k, d]
+            fx = fit(strided_conv(xm, Fp, w))
+            kk = torch.einsum("bhkd,hed->bhke", ex, Wk) + bk
+            vv = torch.einsum("bhkd,hed->bhke", fx, Wv) + bv
+        else:
+            K = self.attn_k(x) * maskf[:, :, None]
+            V = self.attn_v(x) * maskf[:, :, None]
+            kk = fit(strided_conv(heads(K), E, w))
+            vv = fit(strided_conv(heads(V), Fp, w))
+        return kk, vv, wmask
 
     def forward(self, x, mask, shared=None):
         p = self.cfg.dropout
@@ -190,8 +299,9 @@ class LinformerRef(nn.Module):
         self.pos_emb = nn.Embedding(cfg.max_len, d)
         self.emb_norm = nn.LayerNorm(d, eps=cfg.layer_norm_eps)
         self.blk = nn.ModuleList([Layer(cfg, l) for l in range(cfg.n_layers)])
-        if cfg.attention == "linformer" and cfg.sharing == "layerwise":
-            self.attn_proj_shared = nn.Parameter(torch.zeros(cfg.k[0], cfg.max_len))
+        if (cfg.attention == "linformer" and cfg.sharing == "layerwise"
+                and cfg.proj_shape(0) is not None):
+            self.attn_proj_shared = proj_param(cfg.proj_shape(0))
         else:
             self.attn_proj_shared = None
         self.mlm = MlmHead(cfg)

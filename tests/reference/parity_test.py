@@ -61,6 +61,24 @@ def make_configs():
     cfgs.append(("cls-mean-lin-none-linear_first",
                  dict(sharing="none", proj_order="linear_first", num_labels=3, pooling="mean"), "cls"))
     cfgs.append(("cls-mean-full", dict(attention="full", num_labels=3, pooling="mean"), "cls"))
+    # Other projections (docs/model.md). Window kinds need k | max_len (20): k = 5 is 4 positions
+    # per window, so the sequences (13, 7, 10) end in partial windows and leave empty ones.
+    for kind in ("mean", "max"):
+        for order in ("input_first", "linear_first"):
+            cfgs.append((f"{kind}-{order}", dict(projection=kind, k=5, proj_order=order), "mlm"))
+    cfgs.append(("mean-k[4,10]", dict(projection="mean", k=[4, 10]), "mlm"))
+    cfgs.append(("conv-none-input_first", dict(projection="conv", k=5, sharing="none"), "mlm"))
+    cfgs.append(("conv-headwise-linear_first-k[5,4]",
+                 dict(projection="conv", k=[5, 4], sharing="headwise", proj_order="linear_first"), "mlm"))
+    cfgs.append(("conv-kv-input_first-k[4,10]", dict(projection="conv", k=[4, 10], sharing="kv"), "mlm"))
+    cfgs.append(("conv-layerwise-linear_first",
+                 dict(projection="conv", k=5, sharing="layerwise", proj_order="linear_first"), "mlm"))
+    cfgs.append(("random-none-input_first", dict(projection="random", sharing="none"), "mlm"))
+    cfgs.append(("random-kv-linear_first", dict(projection="random", sharing="kv", proj_order="linear_first"),
+                 "mlm"))
+    cfgs.append(("random-layerwise-input_first", dict(projection="random", sharing="layerwise"), "mlm"))
+    cfgs.append(("cls-mean-max-linear_first",
+                 dict(projection="max", k=4, proj_order="linear_first", num_labels=3, pooling="mean"), "cls"))
     out = []
     for name, over, task in cfgs:
         c = dict(BASE)
@@ -71,7 +89,9 @@ def make_configs():
 
 # Configurations (by name) also checked for padding invariance (b).
 PAD_CHECK = {"full", "tiled", "lin-none-input_first", "lin-layerwise-linear_first",
-             "lin-none-input_first-k[16,4]", "lin-kv-linear_first-k[4,16]", "cls-mean-lin-none-linear_first"}
+             "lin-none-input_first-k[16,4]", "lin-kv-linear_first-k[4,16]", "cls-mean-lin-none-linear_first",
+             "mean-input_first", "max-linear_first", "conv-none-input_first", "conv-layerwise-linear_first",
+             "random-kv-linear_first"}
 
 
 def rel_err(cpp, ref):
@@ -232,9 +252,11 @@ def check_config(args, wd, idx, name, cfg, task):
         g = p.grad.detach().numpy() if p.grad is not None else np.zeros(tuple(p.shape))
         cg = tensors["grad." + pname]
         if pname.endswith("attn_k.bias") and (cfg["attention"] in ("full", "tiled")
-                                              or cfg["proj_order"] == "input_first"):
+                                              or cfg["proj_order"] == "input_first"
+                                              or cfg.get("projection") in ("mean", "max")):
             # The exact gradient is zero: the key bias adds q . b_k to every score of a row
-            # (every key, or every projected key), and softmax is shift-invariant. Both sides
+            # (every key, or every projected key; mean and max pooling of K = x Wk + bk pass
+            # b_k through unchanged), and softmax is shift-invariant. Both sides
             # hold only rounding noise, so measure it against the scale of the key weights'
             # gradient instead of its own (zero) scale.
             scale = np.max(np.abs(params[pname[:-4] + "weight"].grad.detach().numpy()))
