@@ -48,7 +48,7 @@ def fast_attention(layer, x, mask, shared):
     """The twin's attention with E X and F X computed once for all heads (shared projections)."""
     cfg = layer.cfg
     if cfg.attention != "linformer" or cfg.sharing not in ("headwise", "layerwise") or \
-            cfg.proj_order != "input_first":
+            cfg.proj_order != "input_first" or getattr(cfg, "projection", "learned") != "learned":
         return ref.Layer.attention(layer, x, mask, shared)
     B, n, d = x.shape
     h = cfg.n_heads
