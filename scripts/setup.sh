@@ -24,6 +24,7 @@ PACKAGES=(
   libcli11-dev nlohmann-json3-dev libfmt-dev
   libgtest-dev libbenchmark-dev
   python3-torch python3-numpy
+  libopenblas0-openmp  # the BLAS of Debian's torch (else the reference BLAS: ~60x slower matmuls)
   nodejs npm
   libopenmpi-dev openmpi-bin
   dataset-fashion-mnist gzip
