@@ -1,6 +1,9 @@
 // Communicator over MPI_COMM_WORLD, or a single process. See communicator.hpp.
 #include "dist/communicator.hpp"
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <chrono>
 #include <climits>
 #include <cstdlib>
@@ -65,8 +68,17 @@ bool launched_by_mpi() {
 void init_from_environment(int* argc, char*** argv) {
   if (!launched_by_mpi()) return;
 #ifdef LINFORMER_WITH_MPI
+  // MPI_Init starts helper threads (PMIx, progress); they inherit the signal mask, so block SIGINT
+  // and SIGTERM while it runs: the stop signals of training (run_dir.hpp) then reach the main thread.
+  sigset_t stop_signals, old_mask;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
   int provided = 0;
-  check(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+  const int rc = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+  pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+  check(rc, "MPI_Init_thread");
   g_world.mpi_ = true;
   MPI_Comm_rank(MPI_COMM_WORLD, &g_world.rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &g_world.size_);
