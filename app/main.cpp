@@ -117,6 +117,7 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {  // linformer::Error and the standard library's
     if (comm.size() == 1) {
       fmt::print(stderr, "error: {}\n", e.what());
+      dist::finalize();  // (mpirun -np 1) no other rank to wait for
       return 1;
     }
     // Other ranks may be waiting for this one in a collective: end them all. Usually every rank

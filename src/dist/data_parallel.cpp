@@ -33,6 +33,13 @@ uint64_t checksum(const std::vector<float>& v) {
   return h;
 }
 
+uint64_t checksum(std::initializer_list<uint64_t> values) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (uint64_t v : values)
+    for (int byte = 0; byte < 8; ++byte) h = (h ^ ((v >> (8 * byte)) & 0xff)) * 0x100000001b3ULL;
+  return h;
+}
+
 void check_same_on_all_ranks(const Communicator& comm, uint64_t value, const std::string& what) {
   const std::vector<uint64_t> all = comm.allgather(value);
   for (size_t r = 1; r < all.size(); ++r)

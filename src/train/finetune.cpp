@@ -345,7 +345,7 @@ FinetuneSummary ft_loop(Model& model, const FinetuneOptions& o, const fs::path& 
   model.set_dropout_seed(dropout_seed, st.dropout_counter);
   dist::check_same_on_all_ranks(comm, dist::checksum(model.params().all_data()),
                                 fmt::format("the weights at step {}", st.step));
-  dist::check_same_on_all_ranks(comm, st.step ^ (st.epoch << 20) ^ (st.cursor << 40) ^ N ^ (in.valid.size() << 32),
+  dist::check_same_on_all_ranks(comm, dist::checksum({(uint64_t)st.step, st.epoch, st.cursor, N, in.valid.size()}),
                                 "the step, data position or number of examples");
   const Schedule sched{o.lr, o.warmup, o.steps, o.end_lr, o.power};
   const fs::path metrics = dir / "metrics.jsonl";

@@ -210,8 +210,9 @@ TrainSummary run_loop(Model& model, const TrainOptions& o, const fs::path& dir, 
   // differently by one host would otherwise train silently apart).
   dist::check_same_on_all_ranks(comm, dist::checksum(model.params().all_data()),
                                 fmt::format("the weights at step {}", st.step));
-  dist::check_same_on_all_ranks(comm, st.step ^ (st.data.epoch << 20) ^ (st.data.cursor << 40) ^ batcher.num_sequences(),
-                                "the step, data position or number of training sequences");
+  dist::check_same_on_all_ranks(
+      comm, dist::checksum({(uint64_t)st.step, st.data.epoch, st.data.cursor, batcher.num_sequences()}),
+      "the step, data position or number of training sequences");
 
   Schedule sched{o.lr, o.warmup, o.steps, o.end_lr, o.power};
   const fs::path metrics = dir / "metrics.jsonl";
