@@ -52,7 +52,10 @@ EOF
 fi
 sed 's/"vocab_size": 8000/"vocab_size": 2000/' configs/main-linformer.json > "$work/config.json"
 
-export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# Passive OpenMP waiting, as scripts/main.sh: on a shared machine spinning threads of the 2-thread
+# reference run can make it 10x slower (docs/training.md).
+export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 args=(pretrain --config "$work/config.json" --train "$work/train.tokens" --valid "$work/train.tokens"
       --steps "$steps" --eval-every 1000000 --eval-batches 1 --save-every 1000000 --log-every 1 --seed 1)
 
@@ -75,7 +78,7 @@ EOF
 # (nproc --all: plain nproc obeys OMP_NUM_THREADS.) Other processes on the machine skew the ratio:
 # the load average is printed so that a busy machine shows.
 echo "bench_mpi: $(nproc --all) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(mpirun --version | head -1), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "bench_mpi: config $work/config.json, batch $batch per rank, seq_len 128, steps $skip..$steps measured, $reps repetitions"
+echo "bench_mpi: config $work/config.json, batch $batch per rank, seq_len 128, steps $skip..$steps measured, $reps repetitions, OMP_WAIT_POLICY=$OMP_WAIT_POLICY"
 printf '%-4s %12s %12s %8s %11s %12s %8s\n' rep "1x1 tok/s" "${ranks}x1 tok/s" ratio "comm share" "1x${ranks} tok/s" ratio
 results=()
 for r in $(seq 1 "$reps"); do

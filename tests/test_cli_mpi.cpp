@@ -86,7 +86,8 @@ class CliMpi : public CliTest {
   void make_data() const {
     write("train.txt", pretrain_test::grammar_corpus(400, 1));
     write("valid.txt", pretrain_test::grammar_corpus(60, 2));
-    ok("tokenizer train --input train.txt --vocab-size " + std::to_string(pretrain_test::kTokVocab) + " --out tok.model");
+    ok("tokenizer train --input train.txt --vocab-size " + std::to_string(pretrain_test::kTokVocab) +
+       " --out tok.model");
     ok("tokenizer encode --model tok.model --input train.txt --out train.tokens");
     ok("tokenizer encode --model tok.model --input valid.txt --out valid.tokens");
     write("cfg.json", no_dropout_config("linformer"));
@@ -164,7 +165,8 @@ double expect_close_metrics(const std::string& a, const std::string& b, double r
         worst = d;
         worst_at = "step " + ma[i].at("step").dump() + " " + key;
       }
-      EXPECT_LE(d, rel) << "line " << i + 1 << " (step " << ma[i].at("step") << "), " << key << ": " << x << " vs " << y;
+      EXPECT_LE(d, rel) << "line " << i + 1 << " (step " << ma[i].at("step") << "), " << key << ": " << x
+                        << " vs " << y;
     }
   }
   std::printf("%s: %zu metrics lines, worst relative difference %.3g (%s)\n", what, ma.size(), worst,

@@ -254,7 +254,8 @@ TrainSummary run_loop(Model& model, const TrainOptions& o, const fs::path& dir, 
     model.zero_grad();
     for (int a = 0; a < o.accum; ++a) {
       batcher.next(batches[a], labels[a]);
-      counts[a] = (double)std::count_if(labels[a].begin(), labels[a].end(), [](int32_t l) { return l != kIgnoreIndex; });
+      counts[a] = (double)std::count_if(labels[a].begin(), labels[a].end(),
+                                        [](int32_t l) { return l != kIgnoreIndex; });
     }
     const double c0 = comm.comm_seconds();
     comm.allreduce_sum(counts.data(), counts.size());
