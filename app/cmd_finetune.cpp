@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
+#include "dist/communicator.hpp"
 #include "finetune_commands.hpp"
 #include "linformer/error.hpp"
 #include "linformer/model.hpp"
@@ -75,6 +76,9 @@ CLI::App* add_finetune_command(CLI::App& app, FinetuneCmdOptions& o) {
 
 void run_finetune(FinetuneCmdOptions& o, int threads) {
   const int nthreads = apply_threads(o.threads > 0 ? o.threads : threads);
+  // Under mpirun only rank 0 prints (docs/distributed.md); "N threads" becomes "N threads x R ranks".
+  const dist::Communicator& comm = dist::world();
+  const std::string ranks = comm.size() > 1 ? fmt::format(" x {} ranks", comm.size()) : "";
   FinetuneSummary s;
   if (!o.resume.empty()) {
     // A resumed run keeps its options (DIR/finetune.json): refuse options that would be ignored.
@@ -86,7 +90,7 @@ void run_finetune(FinetuneCmdOptions& o, int threads) {
                                         "{}/finetune.json; only --steps and --threads may change)",
                                         name, o.resume));
       }
-    fmt::print("finetune: resuming {} ({} threads)\n", o.resume, nthreads);
+    if (comm.is_root()) fmt::print("finetune: resuming {} ({} threads{})\n", o.resume, nthreads, ranks);
     s = resume_finetuning(o.resume, o.steps_given ? o.ft.steps : 0);
     o.out = o.resume;
   } else {
@@ -104,11 +108,14 @@ void run_finetune(FinetuneCmdOptions& o, int threads) {
       o.ft.model = o.model;
     }
     o.ft.validate();
-    fmt::print("finetune: {} on task {}, {} steps of {} examples, {} threads -> {}\n",
-               o.ft.model.empty() ? fmt::format("a new model ({})", o.ft.config) : o.ft.model, o.ft.task,
-               o.ft.steps, o.ft.batch_size, nthreads, o.out);
+    if (comm.is_root())
+      fmt::print("finetune: {} on task {}, {} steps of {}{} examples, {} threads{} -> {}\n",
+                 o.ft.model.empty() ? fmt::format("a new model ({})", o.ft.config) : o.ft.model, o.ft.task,
+                 o.ft.steps, o.ft.batch_size, comm.size() > 1 ? fmt::format("x{}", comm.size()) : "", nthreads,
+                 ranks, o.out);
     s = finetune(o.ft, o.out);
   }
+  if (!comm.is_root()) return;
   fmt::print("finetune: {} steps in {:.1f} s, {:.0f} tokens/s\n", s.steps_done, s.seconds, s.tokens_per_second);
   if (s.interrupted)
     fmt::print("finetune: interrupted at step {}; continue with: linformer finetune --resume {}\n", s.steps_done,

@@ -8,6 +8,7 @@
 #include <fmt/core.h>
 
 #include "commands.hpp"
+#include "dist/communicator.hpp"
 #include "pretrain_commands.hpp"
 #include "linformer/error.hpp"
 #include "linformer/model.hpp"
@@ -92,6 +93,9 @@ CLI::App* add_pretrain_command(CLI::App& app, PretrainOptions& o) {
 
 void run_pretrain(PretrainOptions& o, int threads) {
   const int nthreads = apply_threads(o.threads > 0 ? o.threads : threads);
+  // Under mpirun only rank 0 prints (docs/distributed.md); "N threads" becomes "N threads x R ranks".
+  const dist::Communicator& comm = dist::world();
+  const std::string ranks = comm.size() > 1 ? fmt::format(" x {} ranks", comm.size()) : "";
   TrainSummary s;
   if (!o.resume.empty()) {
     // A resumed run keeps its config and options (DIR/config.json, DIR/train.json): refuse
@@ -104,7 +108,7 @@ void run_pretrain(PretrainOptions& o, int threads) {
                                         "{}/train.json and config.json; only --steps and --threads may change)",
                                         name, o.resume));
       }
-    fmt::print("pretrain: resuming {} ({} threads)\n", o.resume, nthreads);
+    if (comm.is_root()) fmt::print("pretrain: resuming {} ({} threads{})\n", o.resume, nthreads, ranks);
     s = resume_pretraining(o.resume, o.steps_given ? o.train.steps : 0);
     o.out = o.resume;
   } else {
@@ -112,11 +116,13 @@ void run_pretrain(PretrainOptions& o, int threads) {
       throw ConfigError("pretrain: --config, --train, --valid and --out are required (or --resume DIR)");
     o.train.validate();
     const ModelConfig cfg = ModelConfig::from_file(o.config);
-    fmt::print("pretrain: {} attention, {} layers, d_model {}, {} steps of {}x{} sequences, {} threads -> {}\n",
-               to_string(cfg.attention), cfg.n_layers, cfg.d_model, o.train.steps, o.train.batch_size,
-               o.train.accum, nthreads, o.out);
+    if (comm.is_root())
+      fmt::print("pretrain: {} attention, {} layers, d_model {}, {} steps of {}x{}{} sequences, {} threads{} -> {}\n",
+                 to_string(cfg.attention), cfg.n_layers, cfg.d_model, o.train.steps, o.train.batch_size,
+                 o.train.accum, comm.size() > 1 ? fmt::format("x{}", comm.size()) : "", nthreads, ranks, o.out);
     s = pretrain(cfg, o.train, o.out);
   }
+  if (!comm.is_root()) return;
   fmt::print("pretrain: {} steps in {:.1f} s, {:.0f} tokens/s\n", s.steps_done, s.seconds, s.tokens_per_second);
   if (s.interrupted)
     fmt::print("pretrain: interrupted at step {}; continue with: linformer pretrain --resume {}\n", s.steps_done,

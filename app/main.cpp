@@ -3,7 +3,11 @@
 // data_commands.hpp).
 // Errors from the library (linformer::Error) and the standard library are printed as
 // `error: <message>` on stderr with exit status 1; CLI11's own parse errors keep its exit codes.
+// Started by mpirun (docs/distributed.md), the process is one rank of a data-parallel job: MPI is
+// initialised here, only pretrain and finetune run, and an error on any rank ends the whole job
+// (MPI_Abort) rather than leaving the other ranks waiting in a collective.
 #include <csignal>
+#include <cstdio>
 #include <exception>
 #include <string>
 
@@ -17,6 +21,7 @@
 #include "bench_commands.hpp"
 #include "finetune_commands.hpp"
 #include "analysis_commands.hpp"
+#include "dist/communicator.hpp"
 #include "linformer/error.hpp"
 
 int main(int argc, char** argv) {
@@ -24,6 +29,14 @@ int main(int argc, char** argv) {
   // A file-size limit (ulimit -f) must show up as a failed write with a clear error, the way a full
   // disk does, not kill the process with SIGXFSZ in the middle of a file.
   std::signal(SIGXFSZ, SIG_IGN);
+  namespace dist = linformer::dist;
+  try {
+    dist::init_from_environment(&argc, &argv);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
+  }
+  const dist::Communicator& comm = dist::world();
 
   CLI::App app{"linformer: train and run Linformer encoders (and the standard Transformer) on the CPU.",
                "linformer"};
@@ -64,10 +77,23 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (comm.size() == 1 || e.get_exit_code() == 0) {  // --help, --version: rank 0 prints
+      const int code = comm.is_root() ? app.exit(e) : e.get_exit_code();
+      dist::finalize();
+      return code;
+    }
+    // Ranks may have different command lines (mpirun's "A : B" syntax): one that cannot start
+    // must end the job rather than leave the others waiting for it.
+    fmt::print(stderr, "error: rank {} of {}: {}\n", comm.rank(), comm.size(), e.what());
+    std::fflush(stderr);
+    comm.abort(e.get_exit_code());
   }
 
   try {
+    if (comm.size() > 1 && !pretrain->parsed() && !finetune->parsed())
+      throw linformer::ConfigError(fmt::format("only pretrain and finetune run data-parallel under an MPI launcher "
+                                               "({} ranks here); run {} as a single process",
+                                               comm.size(), app.get_subcommands().front()->get_name()));
     if (init->parsed()) {
       run_init(init_opt);
     } else if (forward->parsed()) {
@@ -97,12 +123,18 @@ int main(int argc, char** argv) {
     } else if (attention_map->parsed()) {
       run_attention_map(attention_map_opt, threads);
     }
-  } catch (const linformer::Error& e) {
-    fmt::print(stderr, "error: {}\n", e.what());
-    return 1;
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "error: {}\n", e.what());
-    return 1;
+  } catch (const std::exception& e) {  // linformer::Error and the standard library's
+    if (comm.size() == 1) {
+      fmt::print(stderr, "error: {}\n", e.what());
+      dist::finalize();  // (mpirun -np 1) no other rank to wait for
+      return 1;
+    }
+    // Other ranks may be waiting for this one in a collective: end them all. Usually every rank
+    // meets the same error; each prints it, naming itself.
+    fmt::print(stderr, "error: rank {} of {}: {}\n", comm.rank(), comm.size(), e.what());
+    std::fflush(stderr);
+    comm.abort(1);
   }
+  dist::finalize();
   return 0;
 }

@@ -615,6 +615,66 @@ TEST(MlmBatcher, DeterministicResumableAndFreshEachEpoch) {
   EXPECT_NE(s0, s1);
 }
 
+// Data parallelism: the shards' batches are the single batcher's batch of batch_size x shards
+// sequences cut in rank order, sequence for sequence with the same masks (whatever the padding),
+// and every shard keeps the same (global) data position, including at an epoch's end where the
+// last shards get fewer sequences or none.
+TEST(MlmBatcher, ShardsSplitTheBatchOfOneBatcher) {
+  TempDir d;
+  const Synthetic syn = make_synthetic(300, 20, 0, 9);
+  write_token_file(d / "sh.tokens", syn.tokens, syn.ends, syn.docs);
+  TokenFile f(d / "sh.tokens");
+  MlmOptions o;
+  o.seq_len = 32;
+  o.vocab_size = 10000;
+  o.seed = 7;
+  const int shards = 3, per_shard = 4;
+  o.batch_size = per_shard * shards;
+  MlmBatcher whole(f, o);
+  const size_t N = whole.num_sequences();
+  ASSERT_NE(N % o.batch_size, 0u);
+  ASSERT_LE(N % o.batch_size, (size_t)per_shard) << "pick data whose last batch leaves a shard empty";
+  o.batch_size = per_shard;
+  o.shards = shards;
+  std::vector<MlmBatcher> parts;
+  for (int s = 0; s < shards; ++s) {
+    o.shard = s;
+    parts.emplace_back(f, o);
+  }
+  EXPECT_EQ(parts[0].batches_per_epoch(), whole.batches_per_epoch());
+  // One sequence of a batch: its ids and labels without padding.
+  auto row = [](const Batch& b, const std::vector<int32_t>& lab, int i) {
+    std::vector<int32_t> v;
+    for (int t = 0; t < b.n; ++t)
+      if (b.mask[(size_t)i * b.n + t]) {
+        v.push_back(b.ids[(size_t)i * b.n + t]);
+        v.push_back(lab[(size_t)i * b.n + t]);
+      }
+    return v;
+  };
+  Batch wb, pb;
+  std::vector<int32_t> wl, pl;
+  int empty_shards = 0;
+  for (size_t step = 0; step < 2 * whole.batches_per_epoch() + 1; ++step) {
+    whole.next(wb, wl);
+    int i = 0;
+    for (int s = 0; s < shards; ++s) {
+      parts[s].next(pb, pl);
+      empty_shards += pb.B == 0;
+      for (int j = 0; j < pb.B; ++j, ++i) {
+        ASSERT_LT(i, wb.B) << "step " << step << ", shard " << s;
+        ASSERT_EQ(row(pb, pl, j), row(wb, wl, i)) << "step " << step << ", shard " << s << ", sequence " << j;
+      }
+      EXPECT_EQ(parts[s].state().epoch, whole.state().epoch);
+      EXPECT_EQ(parts[s].state().cursor, whole.state().cursor);
+    }
+    EXPECT_EQ(i, wb.B) << "step " << step << ": the shards do not cover the batch";
+  }
+  EXPECT_EQ(empty_shards, 4) << "the last batch of each of the two epochs leaves shards 1 and 2 empty";
+  o.shard = shards;
+  EXPECT_THROW(MlmBatcher(f, o), ConfigError);
+}
+
 TEST(MlmBatcher, RejectsBadOptions) {
   TempDir d;
   write_token_file(d / "o.tokens", {10, 11, 12}, {3});

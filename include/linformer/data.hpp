@@ -53,6 +53,13 @@ struct MlmOptions {
   int vocab_size = 0;          // for random replacements
   uint64_t seed = 0;
   bool shuffle = true;         // shuffle sequence order every epoch (false for validation)
+  // Data parallelism (docs/distributed.md): a batch of the run is batch_size x shards consecutive
+  // sequences of the epoch order, and this batcher returns slice `shard` of it (sequences
+  // [shard * batch_size, (shard + 1) * batch_size)), so the shards' batches together are exactly
+  // the batch of a single batcher with batch_size x shards. Masks depend on the sequence, not
+  // the shard.
+  int shards = 1;
+  int shard = 0;
 };
 
 // RoBERTa FULL-SENTENCES packing: each sequence is <s> + whole consecutive sentences (possibly
@@ -65,10 +72,11 @@ class MlmBatcher {
   MlmBatcher(const TokenFile& file, MlmOptions opt);
   // The next batch: ids/mask in `batch` (B = batch_size, fewer for the last batch of an epoch;
   // n = the longest sequence in it, <= seq_len), labels [B*n] (original id where selected, else
-  // kIgnoreIndex). After the last batch of an epoch the next call starts a new epoch.
+  // kIgnoreIndex). After the last batch of an epoch the next call starts a new epoch. With
+  // shards > 1 the last batch of an epoch can leave a shard nothing: then B = n = 0.
   void next(Batch& batch, std::vector<int32_t>& labels);
   size_t num_sequences() const { return ranges_.size(); }
-  size_t batches_per_epoch() const;
+  size_t batches_per_epoch() const;  // batches of batch_size x shards sequences
 
   // Data position, for checkpoints and resume.
   struct State {

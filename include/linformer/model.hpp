@@ -70,11 +70,15 @@ class Model {
   // Encoder + MLM head on the labelled positions only (labels [B*n], kIgnoreIndex to skip):
   // returns the mean cross-entropy over them and prepares backward(). Afterwards mlm_logits()
   // holds [R, vocab] for the R labelled positions in order.
-  float forward_mlm(const Batch& batch, const std::vector<int32_t>& labels);
+  // normaliser > 0: the loss (and so its gradient) is the sum over the R positions divided by
+  // normaliser instead of R; data-parallel ranks pass the labelled count of the whole batch
+  // across ranks, so that the ranks' losses add up to the mean over the whole batch.
+  float forward_mlm(const Batch& batch, const std::vector<int32_t>& labels, int normaliser = 0);
 
   // Encoder + classification head (needs num_labels > 0). logits [B, num_labels].
   const float* forward_cls_logits(const Batch& batch);
-  float forward_cls(const Batch& batch, const std::vector<int32_t>& labels);  // labels [B]
+  // labels [B]; normaliser > 0 as for forward_mlm (the sum over the B sequences / normaliser).
+  float forward_cls(const Batch& batch, const std::vector<int32_t>& labels, int normaliser = 0);
 
   // Backpropagates the last loss (forward_mlm or forward_cls), accumulating into params().grad.
   void backward();

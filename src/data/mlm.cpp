@@ -38,6 +38,8 @@ struct Rng {
 MlmBatcher::MlmBatcher(const TokenFile& file, MlmOptions opt) : file_(file), opt_(opt) {
   if (opt_.seq_len < 3) throw ConfigError(fmt::format("mlm: seq_len {} is too short (at least 3)", opt_.seq_len));
   if (opt_.batch_size < 1) throw ConfigError(fmt::format("mlm: batch_size {} must be positive", opt_.batch_size));
+  if (opt_.shards < 1 || opt_.shard < 0 || opt_.shard >= opt_.shards)
+    throw ConfigError(fmt::format("mlm: shard {} of {} is not a valid slice", opt_.shard, opt_.shards));
   if (!(opt_.mask_prob > 0.0f && opt_.mask_prob <= 1.0f))
     throw ConfigError(fmt::format("mlm: mask_prob {} is outside (0, 1]", opt_.mask_prob));
   if (!(opt_.mask_token >= 0.0f && opt_.random_token >= 0.0f && opt_.mask_token + opt_.random_token <= 1.0f))
@@ -77,7 +79,8 @@ MlmBatcher::MlmBatcher(const TokenFile& file, MlmOptions opt) : file_(file), opt
 }
 
 size_t MlmBatcher::batches_per_epoch() const {
-  return (ranges_.size() + opt_.batch_size - 1) / opt_.batch_size;
+  const size_t global = (size_t)opt_.batch_size * (size_t)opt_.shards;
+  return (ranges_.size() + global - 1) / global;
 }
 
 void MlmBatcher::set_state(State s) {
@@ -99,10 +102,14 @@ void MlmBatcher::make_order() {
 
 void MlmBatcher::next(Batch& batch, std::vector<int32_t>& labels) {
   const size_t N = ranges_.size();
-  const size_t count = std::min<size_t>(opt_.batch_size, N - state_.cursor);  // the last batch may be short
+  // The run's batch (all shards) may be short at the end of an epoch; this shard's slice of it.
+  const size_t B = (size_t)opt_.batch_size;
+  const size_t global = std::min<size_t>(B * (size_t)opt_.shards, N - state_.cursor);
+  const size_t start = state_.cursor + std::min(B * (size_t)opt_.shard, global);
+  const size_t count = std::min(B, state_.cursor + global - start);
   int n = 0;
   for (size_t b = 0; b < count; ++b) {
-    const auto& r = ranges_[order_[state_.cursor + b]];
+    const auto& r = ranges_[order_[start + b]];
     n = std::max(n, static_cast<int>(r.second - r.first) + 2);
   }
   batch.B = static_cast<int>(count);
@@ -115,7 +122,7 @@ void MlmBatcher::next(Batch& batch, std::vector<int32_t>& labels) {
   const uint64_t n_random = static_cast<uint64_t>(opt_.vocab_size - kNumSpecial);
   std::vector<int> cand;
   for (size_t b = 0; b < count; ++b) {
-    const uint32_t seq = order_[state_.cursor + b];
+    const uint32_t seq = order_[start + b];
     const auto& r = ranges_[seq];
     const int len = static_cast<int>(r.second - r.first) + 2;
     int32_t* ids = batch.ids.data() + b * n;
@@ -146,7 +153,7 @@ void MlmBatcher::next(Batch& batch, std::vector<int32_t>& labels) {
     }
   }
 
-  state_.cursor += count;
+  state_.cursor += global;
   if (state_.cursor == N) {  // the epoch is over: the next call starts a new order
     ++state_.epoch;
     state_.cursor = 0;

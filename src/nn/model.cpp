@@ -342,7 +342,7 @@ const float* Model::forward_mlm_logits(const Batch& batch) {
   return impl_->logits.data();
 }
 
-float Model::forward_mlm(const Batch& batch, const std::vector<int32_t>& labels) {
+float Model::forward_mlm(const Batch& batch, const std::vector<int32_t>& labels, int normaliser) {
   Impl& m = *impl_;
   const int T = batch.B * batch.n, V = cfg_.vocab_size, d = cfg_.d_model;
   if (labels.size() != (size_t)T)
@@ -366,6 +366,7 @@ float Model::forward_mlm(const Batch& batch, const std::vector<int32_t>& labels)
   mlm_head_forward(xg, R);
   m.count = cross_entropy_forward(grow(m.losses, std::max(R, 1)), m.logits.data(), m.labels.data(), R, V,
                                   kIgnoreIndex);
+  if (normaliser > 0) m.count = normaliser;  // loss and gradient: the sum over R divided by m.count
   m.loss_kind = LossKind::Mlm;
   double sum = 0.0;
   for (int r = 0; r < R; ++r) sum += m.losses[r];
@@ -408,7 +409,7 @@ const float* Model::forward_cls_logits(const Batch& batch) {
   return m.cls_logits.data();
 }
 
-float Model::forward_cls(const Batch& batch, const std::vector<int32_t>& labels) {
+float Model::forward_cls(const Batch& batch, const std::vector<int32_t>& labels, int normaliser) {
   Impl& m = *impl_;
   const int C = cfg_.num_labels;
   if (C <= 0) throw ConfigError("config: num_labels is 0, so the model has no classification head");
@@ -421,6 +422,7 @@ float Model::forward_cls(const Batch& batch, const std::vector<int32_t>& labels)
   m.labels = labels;
   m.count = cross_entropy_forward(grow(m.losses, batch.B), m.cls_logits.data(), m.labels.data(), batch.B, C,
                                   kIgnoreIndex);
+  if (normaliser > 0) m.count = normaliser;
   m.loss_kind = LossKind::Cls;
   double sum = 0.0;
   for (int b = 0; b < batch.B; ++b) sum += m.losses[b];

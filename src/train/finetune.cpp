@@ -17,6 +17,8 @@
 #include "linformer/optimizer.hpp"
 #include "linformer/tokenizer.hpp"
 #include "linformer/trainer.hpp"
+#include "dist/communicator.hpp"
+#include "dist/data_parallel.hpp"
 #include "train/progress.hpp"
 #include "train/run_dir.hpp"
 
@@ -123,9 +125,10 @@ void softmax_row(const float* logits, int C, std::vector<double>& p) {
   for (int c = 0; c < C; ++c) p[c] /= z;
 }
 
-// Runs the model over seqs in batches (eval mode) and calls fn(index, logits row) for each.
+// Runs the model over seqs[first, last) in batches (eval mode) and calls fn(index, logits row) for each.
 template <class Fn>
-void for_each_logits(Model& model, const std::vector<std::vector<int32_t>>& seqs, int batch_size, Fn fn) {
+void for_each_logits(Model& model, const std::vector<std::vector<int32_t>>& seqs, size_t first, size_t last,
+                     int batch_size, Fn fn) {
   if (model.config().num_labels <= 0)
     throw ConfigError("config: num_labels is 0, so the model has no classification head");
   if (batch_size < 1) throw ConfigError(fmt::format("evaluation batch size {} must be at least 1", batch_size));
@@ -133,8 +136,8 @@ void for_each_logits(Model& model, const std::vector<std::vector<int32_t>>& seqs
   const bool was_training = model.is_training();
   model.eval();
   std::vector<std::vector<int32_t>> chunk;
-  for (size_t start = 0; start < seqs.size(); start += (size_t)batch_size) {
-    const size_t end = std::min(seqs.size(), start + (size_t)batch_size);
+  for (size_t start = first; start < last; start += (size_t)batch_size) {
+    const size_t end = std::min(last, start + (size_t)batch_size);
     chunk.assign(seqs.begin() + (std::ptrdiff_t)start, seqs.begin() + (std::ptrdiff_t)end);
     const float* logits = model.forward_cls_logits(Batch::from_sequences(chunk));
     for (size_t i = start; i < end; ++i) fn(i, logits + (i - start) * C);
@@ -142,10 +145,11 @@ void for_each_logits(Model& model, const std::vector<std::vector<int32_t>>& seqs
   model.train(was_training);
 }
 
-}  // namespace
-
-ClassifierEval evaluate_classifier(Model& model, const std::vector<std::vector<int32_t>>& seqs,
-                                   const std::vector<int32_t>& labels, int batch_size) {
+// evaluate_classifier, with the sequences shared out among the ranks of `comm` (each runs a
+// contiguous part; the confusion matrices and losses are summed).
+ClassifierEval evaluate_classifier_on(const dist::Communicator& comm, Model& model,
+                                      const std::vector<std::vector<int32_t>>& seqs,
+                                      const std::vector<int32_t>& labels, int batch_size) {
   const int C = model.config().num_labels;
   if (labels.size() != seqs.size())
     throw InputError(fmt::format("evaluate: {} labels for {} sequences", labels.size(), seqs.size()));
@@ -158,7 +162,9 @@ ClassifierEval evaluate_classifier(Model& model, const std::vector<std::vector<i
   double loss = 0;
   int64_t correct = 0;
   std::vector<double> p;
-  for_each_logits(model, seqs, batch_size, [&](size_t i, const float* logits) {
+  const size_t per_rank = (seqs.size() + comm.size() - 1) / comm.size();
+  const dist::Slice part = dist::rank_slice(seqs.size(), per_rank, comm.rank());
+  for_each_logits(model, seqs, part.begin, part.begin + part.count, batch_size, [&](size_t i, const float* logits) {
     softmax_row(logits, C, p);
     const int pred = (int)(std::max_element(p.begin(), p.end()) - p.begin());  // first maximum
     // Cross-entropy as log-sum-exp minus the true logit (exact even when p underflows).
@@ -170,6 +176,15 @@ ClassifierEval evaluate_classifier(Model& model, const std::vector<std::vector<i
     correct += pred == labels[i];
     ++e.confusion[labels[i]][pred];
   });
+  if (comm.size() > 1) {  // sum the counts (exact in double up to 2^53) and the losses over the ranks
+    std::vector<double> sums{loss, (double)correct};
+    for (const auto& row : e.confusion) sums.insert(sums.end(), row.begin(), row.end());
+    comm.allreduce_sum(sums.data(), sums.size());
+    loss = sums[0];
+    correct = (int64_t)sums[1];
+    for (int a = 0; a < C; ++a)
+      for (int b = 0; b < C; ++b) e.confusion[a][b] = (int64_t)sums[2 + (size_t)a * C + b];
+  }
   const double nan = std::nan("");
   e.accuracy = e.examples ? (double)correct / (double)e.examples : nan;
   e.loss = e.examples ? loss / (double)e.examples : nan;
@@ -191,10 +206,19 @@ ClassifierEval evaluate_classifier(Model& model, const std::vector<std::vector<i
   return e;
 }
 
+}  // namespace
+
+ClassifierEval evaluate_classifier(Model& model, const std::vector<std::vector<int32_t>>& seqs,
+                                   const std::vector<int32_t>& labels, int batch_size) {
+  const dist::Communicator single_process;
+  return evaluate_classifier_on(single_process, model, seqs, labels, batch_size);
+}
+
 std::vector<std::vector<double>> classify(Model& model, const std::vector<std::vector<int32_t>>& seqs, int batch_size) {
   const int C = model.config().num_labels;
   std::vector<std::vector<double>> out(seqs.size());
-  for_each_logits(model, seqs, batch_size, [&](size_t i, const float* logits) { softmax_row(logits, C, out[i]); });
+  for_each_logits(model, seqs, 0, seqs.size(), batch_size,
+                  [&](size_t i, const float* logits) { softmax_row(logits, C, out[i]); });
   return out;
 }
 
@@ -308,17 +332,29 @@ TaskInputs prepare_inputs(const ModelConfig& cfg, TaskData task, const Tokenizer
 
 FinetuneSummary ft_loop(Model& model, const FinetuneOptions& o, const fs::path& dir, const TaskInputs& in, FtState st,
                         AdamW& opt) {
+  // Data parallelism as in pretraining (trainer.cpp, docs/distributed.md): each rank takes its
+  // slice of every batch, gradients and the step's scalars are summed, only rank 0 writes.
+  const dist::Communicator& comm = dist::world();
+  const bool root = comm.is_root();
   const size_t N = in.train.size();
   if (st.cursor >= N)
     throw IoError(fmt::format("{}: the checkpoint's data position {} is past the {} training examples of {} (did "
                               "train.tsv change?)",
                               dir.string(), st.cursor, N, o.task));
-  model.set_dropout_seed(o.seed ^ 0xf17ef17eULL, st.dropout_counter);
+  const uint64_t dropout_seed = dist::rank_seed(o.seed ^ 0xf17ef17eULL, comm.rank());
+  model.set_dropout_seed(dropout_seed, st.dropout_counter);
+  dist::check_same_on_all_ranks(comm, dist::checksum(model.params().all_data()),
+                                fmt::format("the weights at step {}", st.step));
+  dist::check_same_on_all_ranks(comm, dist::checksum({(uint64_t)st.step, st.epoch, st.cursor, N, in.valid.size()}),
+                                "the step, data position or number of examples");
   const Schedule sched{o.lr, o.warmup, o.steps, o.end_lr, o.power};
   const fs::path metrics = dir / "metrics.jsonl";
-  truncate_metrics(metrics, st.step);
+  if (root) truncate_metrics(metrics, st.step);
+  auto log = [&](const json& line) {
+    if (root) append_metrics(metrics, line);
+  };
   const bool has_valid = !in.valid.empty();
-  auto eval = [&]() { return evaluate_classifier(model, in.valid, in.valid_labels, o.eval_batch_size); };
+  auto eval = [&]() { return evaluate_classifier_on(comm, model, in.valid, in.valid_labels, o.eval_batch_size); };
   auto eval_line = [](int64_t step, const ClassifierEval& e) {
     return json{{"step", step}, {"valid_loss", e.loss}, {"valid_accuracy", e.accuracy}, {"valid_macro_f1", e.macro_f1}};
   };
@@ -329,41 +365,58 @@ FinetuneSummary ft_loop(Model& model, const FinetuneOptions& o, const fs::path& 
   sum.initial_valid_accuracy = sum.final_valid_accuracy = sum.final_valid_loss = nan;
   if (st.step == 0 && has_valid) {
     const ClassifierEval e = eval();
-    append_metrics(metrics, eval_line(0, e));
+    log(eval_line(0, e));
     sum.initial_valid_accuracy = e.accuracy;
   }
-  Progress progress(o.steps, st.step);
+  Progress progress(o.steps, st.step, root);
   std::vector<uint32_t> order = epoch_order(N, o.seed, st.epoch);
   std::vector<std::vector<int32_t>> seqs;
   std::vector<int32_t> labels;
-  double tokens = 0;
+  double tokens = 0, comm_s = 0;
   const auto t0 = std::chrono::steady_clock::now();
   bool evaluated_last = false, saved_at_end = false;
   auto save = [&] {
+    dist::check_same_on_all_ranks(comm, dist::checksum(model.params().all_data()),
+                                  fmt::format("the weights after step {}", st.step));
     // Never let `latest` name a checkpoint with non-finite weights.
     if (!all_finite(model.params().all_data()))
       stop_training(dir, fmt::format("the weights are not finite after step {}", st.step));
-    save_checkpoint(dir, st.step, model, opt, state_json(st), o.keep_checkpoints);
+    if (root) save_checkpoint(dir, st.step, model, opt, state_json(st), o.keep_checkpoints);
   };
   while (st.step < o.steps) {
     model.train();
     model.zero_grad();
-    const size_t count = std::min<size_t>((size_t)o.batch_size, N - st.cursor);  // an epoch's last batch may be short
+    // The batch of the run (all ranks) may be short at the end of an epoch; this rank's slice of it.
+    const size_t global = std::min<size_t>((size_t)o.batch_size * comm.size(), N - st.cursor);
+    const dist::Slice part = dist::rank_slice(global, (size_t)o.batch_size, comm.rank());
     seqs.clear();
     labels.clear();
-    for (size_t i = 0; i < count; ++i) {
-      const uint32_t ex = order[st.cursor + i];
+    for (size_t i = 0; i < part.count; ++i) {
+      const uint32_t ex = order[st.cursor + part.begin + i];
       seqs.push_back(in.train[ex]);
       labels.push_back(in.train_labels[ex]);
     }
-    const Batch batch = Batch::from_sequences(seqs);
-    const float loss = model.forward_cls(batch, labels);
+    // The step's scalars, summed over the ranks: loss, real tokens, stop requests.
+    double step_sums[3] = {0, 0, stop_requested() ? 1.0 : 0.0};
+    if (part.count > 0) {
+      const Batch batch = Batch::from_sequences(seqs);
+      // The loss is the mean over the whole batch: each rank divides its sum by `global`.
+      step_sums[0] = model.forward_cls(batch, labels, (int)global);
+      model.backward();
+      for (uint8_t m : batch.mask) step_sums[1] += m;
+    } else {  // keep the dropout stream in step with the other ranks
+      model.set_dropout_seed(dropout_seed, model.dropout_counter() + 1);
+    }
+    const double c0 = comm.comm_seconds();
+    dist::allreduce_gradients(comm, model.params());
+    comm.allreduce_sum(step_sums, 3);
+    comm_s += comm.comm_seconds() - c0;
+    const float loss = (float)step_sums[0];
+    tokens += step_sums[1];
     if (!std::isfinite(loss)) {
       progress.finish();
       stop_training(dir, fmt::format("loss is {} at step {}", for_message(loss), st.step + 1));
     }
-    model.backward();
-    for (uint8_t m : batch.mask) tokens += m;
     const float gnorm = clip_grad_norm(model.params(), o.clip);
     if (!std::isfinite(gnorm)) {
       progress.finish();
@@ -373,7 +426,7 @@ FinetuneSummary ft_loop(Model& model, const FinetuneOptions& o, const fs::path& 
     const float lr = sched.lr(st.step);
     opt.step(lr);
     ++st.step;
-    st.cursor += count;
+    st.cursor += global;
     if (st.cursor == N) {
       st.cursor = 0;
       ++st.epoch;
@@ -383,21 +436,27 @@ FinetuneSummary ft_loop(Model& model, const FinetuneOptions& o, const fs::path& 
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double tps = tokens / std::max(secs, 1e-9);
     progress.update(st.step, loss, lr, tps);
-    if (st.step % o.log_every == 0 || st.step == o.steps)
-      append_metrics(metrics, {{"step", st.step}, {"train_loss", loss}, {"lr", lr}, {"grad_norm", gnorm},
-                               {"epoch", (double)st.epoch + (double)st.cursor / (double)N},
-                               {"tokens_per_s", tps}, {"elapsed_s", secs}});
+    if (st.step % o.log_every == 0 || st.step == o.steps) {
+      json line{{"step", st.step}, {"train_loss", loss}, {"lr", lr}, {"grad_norm", gnorm},
+                {"epoch", (double)st.epoch + (double)st.cursor / (double)N},
+                {"tokens_per_s", tps}, {"elapsed_s", secs}};
+      if (comm.size() > 1) {
+        line["ranks"] = comm.size();
+        line["comm_s"] = comm_s;  // seconds in the step's reductions since the start, waiting included
+      }
+      log(line);
+    }
     evaluated_last = false;
     if (has_valid && (st.step % o.eval_every == 0 || st.step == o.steps)) {
       const ClassifierEval e = eval();
-      append_metrics(metrics, eval_line(st.step, e));
+      log(eval_line(st.step, e));
       sum.final_valid_accuracy = e.accuracy;
       sum.final_valid_loss = e.loss;
       evaluated_last = true;
       progress.message(fmt::format("step {}: validation accuracy {:.2f}%, loss {:.4f}, macro-F1 {:.4f}", st.step,
                                    100 * e.accuracy, e.loss, e.macro_f1));
     }
-    const bool stop = stop_requested();
+    const bool stop = step_sums[2] > 0;  // a signal reached one of the ranks
     if (st.step % o.save_every == 0 || st.step == o.steps || stop) {
       save();
       saved_at_end = st.step == o.steps || stop;
@@ -482,12 +541,14 @@ FinetuneSummary finetune(const FinetuneOptions& opt, const std::string& out_dir)
   model.init(o.seed);  // the whole model from scratch, or the classification head of a pretrained one
   if (!pretrained.empty()) load_weights_except(model, pretrained, "cls.");
 
-  fs::create_directories(dir);
-  if (tok) copy_file_atomic(tok_path, dir / "tokenizer.model");
-  copy_file_atomic(fs::path(o.task) / "task.json", dir / "task.json");
-  write_text_atomic(dir / "config.json", cfg.to_json().dump(2) + "\n");
-  write_text_atomic(dir / "finetune.json", o.to_json().dump(2) + "\n");
-  fs::remove(dir / "metrics.jsonl");
+  if (dist::world().is_root()) {  // under MPI only rank 0 writes the run folder
+    fs::create_directories(dir);
+    if (tok) copy_file_atomic(tok_path, dir / "tokenizer.model");
+    copy_file_atomic(fs::path(o.task) / "task.json", dir / "task.json");
+    write_text_atomic(dir / "config.json", cfg.to_json().dump(2) + "\n");
+    write_text_atomic(dir / "finetune.json", o.to_json().dump(2) + "\n");
+    fs::remove(dir / "metrics.jsonl");
+  }
   AdamW adam(model.params(), AdamWOptions{o.lr, o.beta1, o.beta2, o.eps, o.weight_decay});
   return ft_loop(model, o, dir, in, FtState{}, adam);
 }
@@ -526,7 +587,7 @@ FinetuneSummary resume_finetuning(const std::string& out_dir, int64_t steps) {
                                   out_dir, st.step, total));
   if (total != o.steps) {
     o.steps = total;
-    write_text_atomic(dir / "finetune.json", o.to_json().dump(2) + "\n");
+    if (dist::world().is_root()) write_text_atomic(dir / "finetune.json", o.to_json().dump(2) + "\n");
   }
   return ft_loop(model, o, dir, in, st, adam);
 }

@@ -18,12 +18,13 @@ std::string format_duration(double s) {
 }
 }  // namespace
 
-Progress::Progress(int64_t total_steps, int64_t start_step)
-    : total_(total_steps), start_(start_step), tty_(isatty(fileno(stderr))) {
+Progress::Progress(int64_t total_steps, int64_t start_step, bool enabled)
+    : total_(total_steps), start_(start_step), enabled_(enabled), tty_(isatty(fileno(stderr))) {
   t0_ = last_print_ = std::chrono::steady_clock::now();
 }
 
 void Progress::update(int64_t step, double loss, double lr, double tps) {
+  if (!enabled_) return;
   using namespace std::chrono;
   const auto now = steady_clock::now();
   const double elapsed = duration<double>(now - t0_).count();
@@ -49,6 +50,7 @@ void Progress::update(int64_t step, double loss, double lr, double tps) {
 }
 
 void Progress::message(const std::string& line) {
+  if (!enabled_) return;
   if (bar_open_) fmt::print(stderr, "\n");
   bar_open_ = false;
   fmt::print(stderr, "{}\n", line);
