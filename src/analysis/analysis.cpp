@@ -64,6 +64,16 @@ std::unique_ptr<Model> as_full(const Model& m) {
   return f;
 }
 
+// The model whose attention probabilities to read, in eval mode: `model` itself, or for tiled
+// attention (which keeps no probabilities) a full-attention copy held in `copy`.
+Model& probs_model(Model& model, std::unique_ptr<Model>& copy) {
+  model.eval();
+  if (model.config().attention != AttentionKind::Tiled) return model;
+  copy = as_full(model);
+  copy->eval();
+  return *copy;
+}
+
 }  // namespace
 
 Spectrum attention_spectrum(Model& model, const std::vector<std::vector<int32_t>>& seqs, int batch) {
@@ -81,13 +91,7 @@ Spectrum attention_spectrum(Model& model, const std::vector<std::vector<int32_t>
   if (n > cfg.max_len)
     throw InputError(fmt::format("spectrum: sequence length {} exceeds the model's max_len {}", n, cfg.max_len));
   std::unique_ptr<Model> full_copy;
-  Model* m = &model;
-  if (cfg.attention == AttentionKind::Tiled) {
-    full_copy = as_full(model);
-    m = full_copy.get();
-  }
-  model.eval();
-  m->eval();
+  Model* m = &probs_model(model, full_copy);
   Spectrum s;
   s.layers = cfg.n_layers;
   s.heads = cfg.n_heads;
@@ -193,13 +197,7 @@ std::vector<std::string> write_spectrum(const Spectrum& s, const std::string& pr
 std::vector<std::string> write_attention_maps(Model& model, const std::vector<int32_t>& ids, const std::string& prefix) {
   const ModelConfig& cfg = model.config();
   std::unique_ptr<Model> full_copy;
-  Model* m = &model;
-  if (cfg.attention == AttentionKind::Tiled) {
-    full_copy = as_full(model);
-    m = full_copy.get();
-  }
-  model.eval();
-  m->eval();
+  Model* m = &probs_model(model, full_copy);
   if (ids.empty()) throw InputError("attention-map: the input has no token");
   m->encode(Batch::from_sequences({ids}));  // InputError for ids outside the vocabulary or n > max_len
   const bool lin = cfg.attention == AttentionKind::Linformer;
