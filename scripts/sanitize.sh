@@ -51,8 +51,20 @@ export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=1${ASAN_OPTIO
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 export LSAN_OPTIONS="suppressions=$ROOT/fuzz/lsan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 
+# Open MPI's runtime leaks at exit (libmpi's op tables, its dlopen'ed components, unloaded by then
+# so LeakSanitizer cannot name them for a suppression). The MPI tests (CliMpi.*) therefore run in a
+# second pass with leak detection off, ASan and UBSan still on; the code they share with one
+# process is leak-checked by every other test (docs/reliability.md).
+MPI_TESTS='^CliMpi\.'
 t0=$(date +%s)
+if [[ ${#EXCLUDE[@]} -gt 0 ]]; then EXCLUDE=(-E "${EXCLUDE[1]}|$MPI_TESTS"); else EXCLUDE=(-E "$MPI_TESTS"); fi
 ctest --test-dir "$BUILD" --output-on-failure "${EXCLUDE[@]}" "${CTEST_EXTRA[@]}"
 rc=$?
+if [[ ${#CTEST_EXTRA[@]} -eq 0 ]]; then
+  echo "sanitize.sh: the MPI tests, leak detection off (Open MPI's own leaks)"
+  ASAN_OPTIONS="${ASAN_OPTIONS/detect_leaks=1/detect_leaks=0}" ctest --test-dir "$BUILD" --output-on-failure -R "$MPI_TESTS"
+  rc2=$?
+  [[ $rc -ne 0 ]] || rc=$rc2
+fi
 echo "sanitize.sh: tests took $(( $(date +%s) - t0 )) s, ctest exit status $rc"
 exit $rc
