@@ -48,26 +48,13 @@ CLI::App* add_finetune_command(CLI::App& app, FinetuneCmdOptions& o) {
       ->check(integer_at_least(1))
       ->each([&o](const std::string&) { o.steps_given = true; });
   cmd->add_option("--batch-size", f.batch_size, "Examples per update")->capture_default_str()->check(integer_at_least(1));
-  cmd->add_option("--lr", f.lr, "Peak learning rate")->capture_default_str();
-  cmd->add_option("--warmup", f.warmup, "Linear warm-up steps")->capture_default_str()->check(integer_at_least(0));
-  cmd->add_option("--end-lr", f.end_lr, "Learning rate at the last step")->capture_default_str();
-  cmd->add_option("--power", f.power, "Decay exponent (1: linear, else polynomial)")->capture_default_str();
-  cmd->add_option("--weight-decay", f.weight_decay, "Decoupled weight decay (not on biases, norms, embeddings)")
-      ->capture_default_str();
-  cmd->add_option("--clip", f.clip, "Global gradient-norm clipping (0: off)")->capture_default_str();
   cmd->add_option("--eval-every", f.eval_every, "Evaluate on valid.tsv every N steps")
       ->capture_default_str()
       ->check(integer_at_least(1));
   cmd->add_option("--eval-batch-size", f.eval_batch_size, "Examples per evaluation batch")
       ->capture_default_str()
       ->check(integer_at_least(1));
-  cmd->add_option("--save-every", f.save_every, "Checkpoint every N steps")
-      ->capture_default_str()
-      ->check(integer_at_least(1));
-  cmd->add_option("--log-every", f.log_every, "Append train metrics every N steps")
-      ->capture_default_str()
-      ->check(integer_at_least(1));
-  cmd->add_option("--keep", f.keep_checkpoints, "Checkpoints kept")->capture_default_str()->check(integer_at_least(1));
+  add_run_settings_options(*cmd, f);
   cmd->add_option("--seed", f.seed, "Seed (head or model initialisation, example order, dropout)")->capture_default_str();
   add_threads_option(*cmd, o.threads);
   o.cmd = cmd;

@@ -19,26 +19,6 @@ namespace fs = std::filesystem;
 
 namespace linformer::app {
 
-namespace {
-// An integer option's lower bound, with a short message ("--steps: must be at least 1, not 0").
-CLI::Validator at_least(long long min) {
-  return CLI::Validator(
-      [min](std::string& s) -> std::string {
-        size_t used = 0;
-        long long v = 0;
-        try {
-          v = std::stoll(s, &used);
-        } catch (const std::exception&) {
-          used = 0;
-        }
-        if (used == 0 || used != s.size()) return fmt::format("'{}' is not an integer", s);
-        if (v < min) return fmt::format("must be at least {}, not {}", min, v);
-        return "";
-      },
-      "", "at_least");
-}
-}  // namespace
-
 CLI::App* add_pretrain_command(CLI::App& app, PretrainOptions& o) {
   CLI::App* cmd = app.add_subcommand(
       "pretrain", "Pretrain a masked language model on token files (RoBERTa recipe; resumable)");
@@ -52,39 +32,21 @@ CLI::App* add_pretrain_command(CLI::App& app, PretrainOptions& o) {
   cmd->add_option("--resume", o.resume, "Continue the run in this folder from its latest checkpoint")->type_name("DIR");
   cmd->add_option("--steps", o.train.steps, "Optimizer updates in total (with --resume: the new total)")
       ->capture_default_str()
-      ->check(at_least(1))
+      ->check(integer_at_least(1))
       ->each([&o](const std::string&) { o.steps_given = true; });
   cmd->add_option("--batch-size", o.train.batch_size, "Sequences per micro-batch")
       ->capture_default_str()
-      ->check(at_least(1));
+      ->check(integer_at_least(1));
   cmd->add_option("--accum", o.train.accum, "Micro-batches per update (gradient accumulation)")
       ->capture_default_str()
-      ->check(at_least(1));
+      ->check(integer_at_least(1));
   cmd->add_option("--seq-len", o.train.seq_len, "Sequence length (0: the model's max_len)")->capture_default_str();
-  cmd->add_option("--lr", o.train.lr, "Peak learning rate")->capture_default_str();
-  cmd->add_option("--warmup", o.train.warmup, "Linear warm-up steps")->capture_default_str();
-  cmd->add_option("--end-lr", o.train.end_lr, "Learning rate at the last step")->capture_default_str();
-  cmd->add_option("--power", o.train.power, "Decay exponent (1: linear, else polynomial)")->capture_default_str();
-  cmd->add_option("--beta1", o.train.beta1, "AdamW beta1")->capture_default_str();
-  cmd->add_option("--beta2", o.train.beta2, "AdamW beta2")->capture_default_str();
-  cmd->add_option("--eps", o.train.eps, "AdamW epsilon")->capture_default_str();
-  cmd->add_option("--weight-decay", o.train.weight_decay, "Decoupled weight decay (not on biases, norms, embeddings)")
-      ->capture_default_str();
-  cmd->add_option("--clip", o.train.clip, "Global gradient-norm clipping (0: off)")->capture_default_str();
   cmd->add_option("--eval-every", o.train.eval_every, "Validate every N steps")
       ->capture_default_str()
-      ->check(at_least(1));
+      ->check(integer_at_least(1));
   cmd->add_option("--eval-batches", o.train.eval_batches, "Validation batches (0: the whole set)")
       ->capture_default_str();
-  cmd->add_option("--save-every", o.train.save_every, "Checkpoint every N steps")
-      ->capture_default_str()
-      ->check(at_least(1));
-  cmd->add_option("--log-every", o.train.log_every, "Append train metrics every N steps")
-      ->capture_default_str()
-      ->check(at_least(1));
-  cmd->add_option("--keep", o.train.keep_checkpoints, "Checkpoints kept")
-      ->capture_default_str()
-      ->check(at_least(1));
+  add_run_settings_options(*cmd, o.train);
   cmd->add_option("--seed", o.train.seed, "Seed (initialisation, data order, masks, dropout)")->capture_default_str();
   add_threads_option(*cmd, o.threads);
   o.cmd = cmd;
@@ -143,7 +105,7 @@ CLI::App* add_fill_mask_command(CLI::App& app, FillMaskOptions& o) {
   cmd->add_option("--tokenizer", o.tokenizer, "Tokenizer model (default: tokenizer.model in the run folder)")
       ->type_name("FILE");
   cmd->add_option("--text", o.text, "Text with one or more <mask>")->required();
-  cmd->add_option("--top-k", o.top_k, "Candidates printed per mask")->capture_default_str()->check(at_least(1));
+  cmd->add_option("--top-k", o.top_k, "Candidates printed per mask")->capture_default_str()->check(integer_at_least(1));
   add_threads_option(*cmd, o.threads);
   return cmd;
 }
@@ -204,11 +166,11 @@ CLI::App* add_eval_mlm_command(CLI::App& app, EvalMlmOptions& o) {
   cmd->add_option("--data", o.data, "Token file")->required()->type_name("FILE");
   cmd->add_option("--seq-len", o.seq_len, "Sequence length (0: the model's max_len)")
       ->capture_default_str()
-      ->check(at_least(0));
-  cmd->add_option("--batch-size", o.batch_size, "Sequences per batch")->capture_default_str()->check(at_least(1));
+      ->check(integer_at_least(0));
+  cmd->add_option("--batch-size", o.batch_size, "Sequences per batch")->capture_default_str()->check(integer_at_least(1));
   cmd->add_option("--max-batches", o.max_batches, "Evaluate at most this many batches (0: all)")
       ->capture_default_str()
-      ->check(at_least(0));
+      ->check(integer_at_least(0));
   cmd->add_option("--seed", o.seed, "Seed of the (fixed) masks")->capture_default_str();
   add_threads_option(*cmd, o.threads);
   return cmd;

@@ -10,6 +10,10 @@ class App;
 class Validator;
 }
 
+namespace linformer {
+struct RunSettings;
+}
+
 namespace linformer::app {
 
 inline constexpr const char* kVersion = "0.1.0";
@@ -23,6 +27,10 @@ int apply_threads(int threads);
 // Validator of an integer option's lower bound, with a short message ("--steps: must be at least
 // 1, not 0"; "'x' is not an integer").
 CLI::Validator integer_at_least(long long min);
+// Declares the training options pretrain and finetune share (RunSettings: --lr, --warmup, --end-lr,
+// --power, --beta1, --beta2, --eps, --weight-decay, --clip, --save-every, --log-every, --keep);
+// --steps, --eval-every and --seed stay with each command, whose help says what they mean there.
+void add_run_settings_options(CLI::App& cmd, RunSettings& s);
 
 // linformer init --config C.json --seed S --out M.safetensors
 struct InitOptions {

@@ -9,6 +9,7 @@
 #include <fmt/core.h>
 
 #include "commands.hpp"
+#include "linformer/optimizer.hpp"
 
 namespace linformer::app {
 
@@ -38,6 +39,24 @@ CLI::Validator integer_at_least(long long min) {
         return "";
       },
       "", "at_least");
+}
+
+void add_run_settings_options(CLI::App& cmd, RunSettings& s) {
+  cmd.add_option("--lr", s.lr, "Peak learning rate")->capture_default_str();
+  cmd.add_option("--warmup", s.warmup, "Linear warm-up steps")->capture_default_str()->check(integer_at_least(0));
+  cmd.add_option("--end-lr", s.end_lr, "Learning rate at the last step")->capture_default_str();
+  cmd.add_option("--power", s.power, "Decay exponent (1: linear, else polynomial)")->capture_default_str();
+  cmd.add_option("--beta1", s.beta1, "AdamW beta1")->capture_default_str();
+  cmd.add_option("--beta2", s.beta2, "AdamW beta2")->capture_default_str();
+  cmd.add_option("--eps", s.eps, "AdamW epsilon")->capture_default_str();
+  cmd.add_option("--weight-decay", s.weight_decay, "Decoupled weight decay (not on biases, norms, embeddings)")
+      ->capture_default_str();
+  cmd.add_option("--clip", s.clip, "Global gradient-norm clipping (0: off)")->capture_default_str();
+  cmd.add_option("--save-every", s.save_every, "Checkpoint every N steps")->capture_default_str()->check(integer_at_least(1));
+  cmd.add_option("--log-every", s.log_every, "Append train metrics every N steps")
+      ->capture_default_str()
+      ->check(integer_at_least(1));
+  cmd.add_option("--keep", s.keep_checkpoints, "Checkpoints kept")->capture_default_str()->check(integer_at_least(1));
 }
 
 }  // namespace linformer::app

@@ -499,6 +499,9 @@ TEST(Trainer, BadInputIsRejectedBeforeAnythingIsWritten) {
       {[](TrainOptions& t) { t.clip = -1; }, "clip = -1"},
       {[](TrainOptions& t) { t.keep_checkpoints = 0; }, "keep_checkpoints = 0"},
       {[](TrainOptions& t) { t.save_every = 0; }, "save_every = 0"},
+      // The schedule's end and exponent (RunSettings, checked alike for fine-tuning).
+      {[](TrainOptions& t) { t.end_lr = -1e-4f; }, "end_lr = -0.0001"},
+      {[](TrainOptions& t) { t.power = 0; }, "power = 0"},
   };
   for (const Bad& b : bad) {
     o = small_options();
@@ -507,6 +510,8 @@ TEST(Trainer, BadInputIsRejectedBeforeAnythingIsWritten) {
     EXPECT_FALSE(fs::exists(run)) << b.field;
   }
   expect_throw<ConfigError>([&] { TrainOptions::from_json(json{{"stpes", 3}}); }, {"unknown key 'stpes'"});
+  expect_throw<ConfigError>([&] { TrainOptions::from_json(json{{"lr", "fast"}}); }, {"'lr' has the wrong type"});
+  expect_throw<ConfigError>([&] { TrainOptions::from_json(json::array({1, 2})); }, {"train options", "not a JSON object"});
 }
 
 // The same options and seed give the same run; another seed gives another one.

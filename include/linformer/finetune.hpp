@@ -27,6 +27,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "linformer/config.hpp"
+#include "linformer/optimizer.hpp"
 #include "linformer/tasks.hpp"
 
 namespace linformer {
@@ -34,7 +35,11 @@ namespace linformer {
 class Model;
 class Tokenizer;
 
-struct FinetuneOptions {
+// The fine-tuning options: RunSettings (steps, optimizer, schedule, cadence; the seed drives the
+// head or whole-model initialisation, example order and dropout) and these. lr defaults to 1e-4.
+struct FinetuneOptions : RunSettings {
+  FinetuneOptions() { lr = 1e-4f; }
+
   std::string model;      // pretrained run folder, checkpoint folder or .safetensors; empty: from scratch
   std::string config;     // model config (JSON) for a model from scratch; must be empty with `model`
   std::string task;       // task folder (docs/tasks.md)
@@ -42,20 +47,8 @@ struct FinetuneOptions {
                           // folder's tokenizer.model, else the task folder's tok.model)
   std::string pooling;    // "first" | "mean"; empty: the config's (from scratch) or "first"
   bool truncate = false;  // cut sequences longer than max_len instead of refusing them
-  int64_t steps = 1000;   // optimizer updates
   int batch_size = 16;    // examples per update (the last batch of an epoch may be shorter)
-  float lr = 1e-4f;
-  int64_t warmup = 100;
-  float end_lr = 0.0f;
-  float power = 1.0f;
-  float beta1 = 0.9f, beta2 = 0.98f, eps = 1e-6f, weight_decay = 0.01f;
-  float clip = 1.0f;       // global gradient norm; 0 disables
-  int64_t eval_every = 200;
-  int64_t save_every = 200;
-  int64_t log_every = 10;
-  int keep_checkpoints = 2;
   int eval_batch_size = 32;  // examples per evaluation batch
-  uint64_t seed = 0;         // head (or whole model) initialisation, example order, dropout
 
   nlohmann::json to_json() const;
   static FinetuneOptions from_json(const nlohmann::json& j);  // unknown keys: ConfigError

@@ -63,6 +63,27 @@ struct Schedule {
   float lr(int64_t step) const;
 };
 
+// The optimizer, schedule and run-cadence settings every training run has: pretraining
+// (TrainOptions) and fine-tuning (FinetuneOptions) derive from it, store it with these flat keys
+// in their options file, and check it with the same rules (src/train/run_dir.hpp).
+struct RunSettings {
+  int64_t steps = 1000;  // optimizer updates in total
+  float lr = 5e-4f;      // peak learning rate
+  int64_t warmup = 100;  // linear warm-up steps
+  float end_lr = 0.0f;   // learning rate at the last step
+  float power = 1.0f;    // decay exponent: 1 linear
+  float beta1 = 0.9f, beta2 = 0.98f, eps = 1e-6f, weight_decay = 0.01f;
+  float clip = 1.0f;  // global gradient norm; 0 disables
+  int64_t eval_every = 200;
+  int64_t save_every = 200;
+  int64_t log_every = 10;
+  int keep_checkpoints = 2;
+  uint64_t seed = 0;
+
+  AdamWOptions adamw() const { return {lr, beta1, beta2, eps, weight_decay}; }
+  Schedule schedule() const { return {lr, warmup, steps, end_lr, power}; }
+};
+
 // Scales all gradients so that their global L2 norm is at most max_norm (if max_norm > 0), as
 // torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6); gradients are multiplied by
 // coef when coef < 1 (i.e. norm + 1e-6 > max_norm). The norm is a double sum of fixed-size chunk

@@ -23,25 +23,14 @@ namespace linformer {
 
 class Model;
 
-struct TrainOptions {
+// The pretraining options: RunSettings (steps, optimizer, schedule, cadence, seed) and these.
+struct TrainOptions : RunSettings {
   std::string train_tokens, valid_tokens;  // token files (linformer tokenizer encode)
   std::string tokenizer;                   // optional: copied into the output folder
-  int64_t steps = 1000;                    // optimizer updates
   int batch_size = 16;                     // sequences per micro-batch
   int accum = 1;                           // micro-batches per update
   int seq_len = 0;                         // 0: the model's max_len
-  float lr = 5e-4f;
-  int64_t warmup = 100;
-  float end_lr = 0.0f;
-  float power = 1.0f;  // decay exponent: 1 linear
-  float beta1 = 0.9f, beta2 = 0.98f, eps = 1e-6f, weight_decay = 0.01f;
-  float clip = 1.0f;  // global gradient norm; 0 disables
-  int64_t eval_every = 200;
   int eval_batches = 50;  // validation batches per evaluation (0: the whole validation set)
-  int64_t save_every = 200;
-  int64_t log_every = 10;
-  int keep_checkpoints = 2;
-  uint64_t seed = 0;
 
   nlohmann::json to_json() const;
   static TrainOptions from_json(const nlohmann::json& j);

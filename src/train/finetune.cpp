@@ -30,51 +30,25 @@ namespace linformer {
 // ---------------------------------------------------------------- options
 
 json FinetuneOptions::to_json() const {
-  return json{{"model", model}, {"config", config}, {"task", task}, {"tokenizer", tokenizer}, {"pooling", pooling},
-              {"truncate", truncate}, {"steps", steps}, {"batch_size", batch_size}, {"lr", lr}, {"warmup", warmup},
-              {"end_lr", end_lr}, {"power", power}, {"beta1", beta1}, {"beta2", beta2}, {"eps", eps},
-              {"weight_decay", weight_decay}, {"clip", clip}, {"eval_every", eval_every},
-              {"save_every", save_every}, {"log_every", log_every}, {"keep_checkpoints", keep_checkpoints},
-              {"eval_batch_size", eval_batch_size}, {"seed", seed}};
+  json j{{"model", model},           {"config", config},     {"task", task},
+         {"tokenizer", tokenizer},   {"pooling", pooling},   {"truncate", truncate},
+         {"batch_size", batch_size}, {"eval_batch_size", eval_batch_size}};
+  add_run_settings(j, *this);
+  return j;
 }
 
 FinetuneOptions FinetuneOptions::from_json(const json& j) {
+  constexpr const char* what = "finetune options";
   FinetuneOptions o;
-  if (!j.is_object()) throw ConfigError("finetune options: not a JSON object");
-  const json d = o.to_json();
-  for (auto it = j.begin(); it != j.end(); ++it)
-    if (!d.contains(it.key())) throw ConfigError(fmt::format("finetune options: unknown key '{}'", it.key()));
-  auto get = [&](const char* key, auto& field) {
-    if (!j.contains(key)) return;
-    try {
-      j.at(key).get_to(field);
-    } catch (const json::exception&) {
-      throw ConfigError(fmt::format("finetune options: '{}' has the wrong type ({})", key, j.at(key).dump()));
-    }
-  };
-  get("model", o.model);
-  get("config", o.config);
-  get("task", o.task);
-  get("tokenizer", o.tokenizer);
-  get("pooling", o.pooling);
-  get("truncate", o.truncate);
-  get("steps", o.steps);
-  get("batch_size", o.batch_size);
-  get("lr", o.lr);
-  get("warmup", o.warmup);
-  get("end_lr", o.end_lr);
-  get("power", o.power);
-  get("beta1", o.beta1);
-  get("beta2", o.beta2);
-  get("eps", o.eps);
-  get("weight_decay", o.weight_decay);
-  get("clip", o.clip);
-  get("eval_every", o.eval_every);
-  get("save_every", o.save_every);
-  get("log_every", o.log_every);
-  get("keep_checkpoints", o.keep_checkpoints);
-  get("eval_batch_size", o.eval_batch_size);
-  get("seed", o.seed);
+  read_run_settings(j, o.to_json(), what, o);
+  read_option(j, what, "model", o.model);
+  read_option(j, what, "config", o.config);
+  read_option(j, what, "task", o.task);
+  read_option(j, what, "tokenizer", o.tokenizer);
+  read_option(j, what, "pooling", o.pooling);
+  read_option(j, what, "truncate", o.truncate);
+  read_option(j, what, "batch_size", o.batch_size);
+  read_option(j, what, "eval_batch_size", o.eval_batch_size);
   o.validate();
   return o;
 }
@@ -93,21 +67,8 @@ void FinetuneOptions::validate() const {
                                   config, model));
   if (!pooling.empty() && pooling != "first" && pooling != "mean")
     throw ConfigError(fmt::format("finetune options: pooling = '{}' must be 'first' or 'mean'", pooling));
-  if (steps < 1) bad("steps", steps, "must be at least 1");
+  validate_run_settings(*this, "finetune options");
   if (batch_size < 1) bad("batch_size", batch_size, "must be at least 1");
-  if (!(lr > 0)) bad("lr", lr, "must be positive");
-  if (warmup < 0) bad("warmup", warmup, "must be >= 0");
-  if (!(end_lr >= 0)) bad("end_lr", end_lr, "must be >= 0");
-  if (!(power > 0)) bad("power", power, "must be positive");
-  if (!(beta1 >= 0 && beta1 < 1)) bad("beta1", beta1, "must be in [0, 1)");
-  if (!(beta2 >= 0 && beta2 < 1)) bad("beta2", beta2, "must be in [0, 1)");
-  if (!(eps > 0)) bad("eps", eps, "must be positive");
-  if (!(weight_decay >= 0)) bad("weight_decay", weight_decay, "must be >= 0");
-  if (!(clip >= 0)) bad("clip", clip, "must be >= 0 (0 disables clipping)");
-  if (eval_every < 1) bad("eval_every", eval_every, "must be at least 1");
-  if (save_every < 1) bad("save_every", save_every, "must be at least 1");
-  if (log_every < 1) bad("log_every", log_every, "must be at least 1");
-  if (keep_checkpoints < 1) bad("keep_checkpoints", keep_checkpoints, "must be at least 1");
   if (eval_batch_size < 1) bad("eval_batch_size", eval_batch_size, "must be at least 1");
 }
 
@@ -347,7 +308,7 @@ FinetuneSummary ft_loop(Model& model, const FinetuneOptions& o, const fs::path& 
                                 fmt::format("the weights at step {}", st.step));
   dist::check_same_on_all_ranks(comm, dist::checksum({(uint64_t)st.step, st.epoch, st.cursor, N, in.valid.size()}),
                                 "the step, data position or number of examples");
-  const Schedule sched{o.lr, o.warmup, o.steps, o.end_lr, o.power};
+  const Schedule sched = o.schedule();
   const fs::path metrics = dir / "metrics.jsonl";
   if (root) truncate_metrics(metrics, st.step);
   auto log = [&](const json& line) {
@@ -549,7 +510,7 @@ FinetuneSummary finetune(const FinetuneOptions& opt, const std::string& out_dir)
     write_text_atomic(dir / "finetune.json", o.to_json().dump(2) + "\n");
     fs::remove(dir / "metrics.jsonl");
   }
-  AdamW adam(model.params(), AdamWOptions{o.lr, o.beta1, o.beta2, o.eps, o.weight_decay});
+  AdamW adam(model.params(), o.adamw());
   return ft_loop(model, o, dir, in, FtState{}, adam);
 }
 
@@ -574,7 +535,7 @@ FinetuneSummary resume_finetuning(const std::string& out_dir, int64_t steps) {
     tok = std::make_unique<Tokenizer>((dir / "tokenizer.model").string());
   const TaskInputs in = prepare_inputs(cfg, std::move(task), tok.get(), o.truncate);
   Model model(cfg);
-  AdamW adam(model.params(), AdamWOptions{o.lr, o.beta1, o.beta2, o.eps, o.weight_decay});
+  AdamW adam(model.params(), o.adamw());
   const json s = load_checkpoint(ckpt, model, adam);
   FtState st;
   st.step = state_field<int64_t>(s, "step", ckpt);

@@ -83,6 +83,56 @@ void fsync_dir(const fs::path& dir) {
 
 // ---------------------------------------------------------------- checkpoints
 
+// ---------------------------------------------------------------- run settings
+
+void add_run_settings(json& j, const RunSettings& s) {
+  j.update(json{{"steps", s.steps}, {"lr", s.lr}, {"warmup", s.warmup}, {"end_lr", s.end_lr}, {"power", s.power},
+                {"beta1", s.beta1}, {"beta2", s.beta2}, {"eps", s.eps}, {"weight_decay", s.weight_decay},
+                {"clip", s.clip}, {"eval_every", s.eval_every}, {"save_every", s.save_every},
+                {"log_every", s.log_every}, {"keep_checkpoints", s.keep_checkpoints}, {"seed", s.seed}});
+}
+
+void read_run_settings(const json& j, const json& known, const char* what, RunSettings& s) {
+  if (!j.is_object()) throw ConfigError(fmt::format("{}: not a JSON object", what));
+  for (auto it = j.begin(); it != j.end(); ++it)
+    if (!known.contains(it.key())) throw ConfigError(fmt::format("{}: unknown key '{}'", what, it.key()));
+  read_option(j, what, "steps", s.steps);
+  read_option(j, what, "lr", s.lr);
+  read_option(j, what, "warmup", s.warmup);
+  read_option(j, what, "end_lr", s.end_lr);
+  read_option(j, what, "power", s.power);
+  read_option(j, what, "beta1", s.beta1);
+  read_option(j, what, "beta2", s.beta2);
+  read_option(j, what, "eps", s.eps);
+  read_option(j, what, "weight_decay", s.weight_decay);
+  read_option(j, what, "clip", s.clip);
+  read_option(j, what, "eval_every", s.eval_every);
+  read_option(j, what, "save_every", s.save_every);
+  read_option(j, what, "log_every", s.log_every);
+  read_option(j, what, "keep_checkpoints", s.keep_checkpoints);
+  read_option(j, what, "seed", s.seed);
+}
+
+void validate_run_settings(const RunSettings& s, const char* what) {
+  auto bad = [what](const char* field, auto value, const char* why) {
+    throw ConfigError(fmt::format("{}: {} = {} {}", what, field, value, why));
+  };
+  if (s.steps < 1) bad("steps", s.steps, "must be at least 1");
+  if (!(s.lr > 0)) bad("lr", s.lr, "must be positive");
+  if (s.warmup < 0) bad("warmup", s.warmup, "must be >= 0");
+  if (!(s.end_lr >= 0)) bad("end_lr", s.end_lr, "must be >= 0");
+  if (!(s.power > 0)) bad("power", s.power, "must be positive");
+  if (!(s.beta1 >= 0 && s.beta1 < 1)) bad("beta1", s.beta1, "must be in [0, 1)");
+  if (!(s.beta2 >= 0 && s.beta2 < 1)) bad("beta2", s.beta2, "must be in [0, 1)");
+  if (!(s.eps > 0)) bad("eps", s.eps, "must be positive");
+  if (!(s.weight_decay >= 0)) bad("weight_decay", s.weight_decay, "must be >= 0");
+  if (!(s.clip >= 0)) bad("clip", s.clip, "must be >= 0 (0 disables clipping)");
+  if (s.eval_every < 1) bad("eval_every", s.eval_every, "must be at least 1");
+  if (s.save_every < 1) bad("save_every", s.save_every, "must be at least 1");
+  if (s.log_every < 1) bad("log_every", s.log_every, "must be at least 1");
+  if (s.keep_checkpoints < 1) bad("keep_checkpoints", s.keep_checkpoints, "must be at least 1");
+}
+
 namespace {
 
 NamedTensor f32_tensor(std::string name, const std::vector<float>& v) {

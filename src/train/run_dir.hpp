@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "linformer/error.hpp"
+#include "linformer/optimizer.hpp"
 
 namespace linformer {
 
@@ -50,6 +51,25 @@ T state_field(const nlohmann::json& state, const char* key, const std::filesyste
     throw IoError(fmt::format("{}: field '{}' is missing or has the wrong type", (ckpt / "state.json").string(), key));
   }
 }
+
+// The options files of a run (train.json, finetune.json) hold RunSettings' keys beside those of
+// the run's kind; `what` names the options in errors ("train options").
+void add_run_settings(nlohmann::json& j, const RunSettings& s);
+// `key` of j into `field` when present; a wrong type is a ConfigError naming WHAT and the key.
+template <class T>
+void read_option(const nlohmann::json& j, const char* what, const char* key, T& field) {
+  if (!j.contains(key)) return;
+  try {
+    j.at(key).get_to(field);
+  } catch (const nlohmann::json::exception&) {
+    throw ConfigError(fmt::format("{}: '{}' has the wrong type ({})", what, key, j.at(key).dump()));
+  }
+}
+// Checks that j is an object with no key outside `known` (the options' own to_json()), then
+// reads RunSettings' keys into s.
+void read_run_settings(const nlohmann::json& j, const nlohmann::json& known, const char* what, RunSettings& s);
+// ConfigError "WHAT: FIELD = VALUE must be ..." for the first setting out of range.
+void validate_run_settings(const RunSettings& s, const char* what);
 
 // metrics.jsonl: one JSON object per line, appended (and flushed) as the run goes.
 void append_metrics(const std::filesystem::path& path, const nlohmann::json& line);

@@ -36,72 +36,35 @@ namespace linformer {
 // ---------------------------------------------------------------- options
 
 json TrainOptions::to_json() const {
-  return json{{"train_tokens", train_tokens}, {"valid_tokens", valid_tokens}, {"tokenizer", tokenizer},
-              {"steps", steps}, {"batch_size", batch_size}, {"accum", accum}, {"seq_len", seq_len},
-              {"lr", lr}, {"warmup", warmup}, {"end_lr", end_lr}, {"power", power}, {"beta1", beta1},
-              {"beta2", beta2}, {"eps", eps}, {"weight_decay", weight_decay}, {"clip", clip},
-              {"eval_every", eval_every}, {"eval_batches", eval_batches}, {"save_every", save_every},
-              {"log_every", log_every}, {"keep_checkpoints", keep_checkpoints}, {"seed", seed}};
+  json j{{"train_tokens", train_tokens}, {"valid_tokens", valid_tokens}, {"tokenizer", tokenizer},
+         {"batch_size", batch_size}, {"accum", accum}, {"seq_len", seq_len}, {"eval_batches", eval_batches}};
+  add_run_settings(j, *this);
+  return j;
 }
 
 TrainOptions TrainOptions::from_json(const json& j) {
+  constexpr const char* what = "train options";
   TrainOptions o;
-  const json d = o.to_json();
-  for (auto it = j.begin(); it != j.end(); ++it)
-    if (!d.contains(it.key())) throw ConfigError(fmt::format("train options: unknown key '{}'", it.key()));
-  auto get = [&](const char* key, auto& field) {
-    if (!j.contains(key)) return;
-    try {
-      j.at(key).get_to(field);
-    } catch (const json::exception&) {
-      throw ConfigError(fmt::format("train options: '{}' has the wrong type ({})", key, j.at(key).dump()));
-    }
-  };
-  get("train_tokens", o.train_tokens);
-  get("valid_tokens", o.valid_tokens);
-  get("tokenizer", o.tokenizer);
-  get("steps", o.steps);
-  get("batch_size", o.batch_size);
-  get("accum", o.accum);
-  get("seq_len", o.seq_len);
-  get("lr", o.lr);
-  get("warmup", o.warmup);
-  get("end_lr", o.end_lr);
-  get("power", o.power);
-  get("beta1", o.beta1);
-  get("beta2", o.beta2);
-  get("eps", o.eps);
-  get("weight_decay", o.weight_decay);
-  get("clip", o.clip);
-  get("eval_every", o.eval_every);
-  get("eval_batches", o.eval_batches);
-  get("save_every", o.save_every);
-  get("log_every", o.log_every);
-  get("keep_checkpoints", o.keep_checkpoints);
-  get("seed", o.seed);
+  read_run_settings(j, o.to_json(), what, o);
+  read_option(j, what, "train_tokens", o.train_tokens);
+  read_option(j, what, "valid_tokens", o.valid_tokens);
+  read_option(j, what, "tokenizer", o.tokenizer);
+  read_option(j, what, "batch_size", o.batch_size);
+  read_option(j, what, "accum", o.accum);
+  read_option(j, what, "seq_len", o.seq_len);
+  read_option(j, what, "eval_batches", o.eval_batches);
   o.validate();
   return o;
 }
 
 void TrainOptions::validate() const {
+  validate_run_settings(*this, "train options");
   auto bad = [](const char* field, auto value, const char* why) {
     throw ConfigError(fmt::format("train options: {} = {} {}", field, value, why));
   };
-  if (steps < 1) bad("steps", steps, "must be at least 1");
   if (batch_size < 1) bad("batch_size", batch_size, "must be at least 1");
   if (accum < 1) bad("accum", accum, "must be at least 1");
   if (seq_len < 0 || seq_len == 1 || seq_len == 2) bad("seq_len", seq_len, "must be 0 (max_len) or at least 3");
-  if (!(lr > 0)) bad("lr", lr, "must be positive");
-  if (warmup < 0) bad("warmup", warmup, "must be >= 0");
-  if (!(beta1 >= 0 && beta1 < 1)) bad("beta1", beta1, "must be in [0, 1)");
-  if (!(beta2 >= 0 && beta2 < 1)) bad("beta2", beta2, "must be in [0, 1)");
-  if (!(eps > 0)) bad("eps", eps, "must be positive");
-  if (!(weight_decay >= 0)) bad("weight_decay", weight_decay, "must be >= 0");
-  if (!(clip >= 0)) bad("clip", clip, "must be >= 0 (0 disables clipping)");
-  if (eval_every < 1) bad("eval_every", eval_every, "must be at least 1");
-  if (save_every < 1) bad("save_every", save_every, "must be at least 1");
-  if (log_every < 1) bad("log_every", log_every, "must be at least 1");
-  if (keep_checkpoints < 1) bad("keep_checkpoints", keep_checkpoints, "must be at least 1");
   if (eval_batches < 0) bad("eval_batches", eval_batches, "must be >= 0");
 }
 
@@ -214,7 +177,7 @@ TrainSummary run_loop(Model& model, const TrainOptions& o, const fs::path& dir, 
       comm, dist::checksum({(uint64_t)st.step, st.data.epoch, st.data.cursor, batcher.num_sequences()}),
       "the step, data position or number of training sequences");
 
-  Schedule sched{o.lr, o.warmup, o.steps, o.end_lr, o.power};
+  const Schedule sched = o.schedule();
   const fs::path metrics = dir / "metrics.jsonl";
   if (root) truncate_metrics(metrics, st.step);
   auto log = [&](const json& line) {
@@ -383,7 +346,7 @@ TrainSummary pretrain(const ModelConfig& cfg, const TrainOptions& opt, const std
   }
   Model model(cfg);
   model.init(o.seed);
-  AdamW adam(model.params(), AdamWOptions{o.lr, o.beta1, o.beta2, o.eps, o.weight_decay});
+  AdamW adam(model.params(), o.adamw());
   return run_loop(model, o, dir, RunState{}, adam);
 }
 
@@ -404,7 +367,7 @@ TrainSummary resume_pretraining(const std::string& out_dir, int64_t steps) {
   }
   if (steps < 0) throw ConfigError(fmt::format("train options: steps = {} must be at least 1", steps));
   Model model(cfg);
-  AdamW adam(model.params(), AdamWOptions{o.lr, o.beta1, o.beta2, o.eps, o.weight_decay});
+  AdamW adam(model.params(), o.adamw());
   RunState st = load_run_state(ckpt, model, adam);
   const int64_t total = steps > 0 ? steps : o.steps;
   if (st.step >= total)
