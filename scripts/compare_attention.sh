@@ -22,14 +22,8 @@ while [ $# -gt 0 ]; do
 done
 
 bin=${LINFORMER_BIN:-build/linformer}
-[ -x "$bin" ] || bash scripts/setup.sh
+bash scripts/prepare_sotu.sh
 data=data/sotu
-if [ ! -f "$data/valid.tokens" ]; then
-  "$bin" data sotu --out data
-  [ -f "$data/tok.model" ] || "$bin" tokenizer train --input "$data/train.txt" --vocab-size 8000 --out "$data/tok.model"
-  "$bin" tokenizer encode --model "$data/tok.model" --input "$data/train.txt" --out "$data/train.tokens"
-  "$bin" tokenizer encode --model "$data/tok.model" --input "$data/valid.txt" --out "$data/valid.tokens"
-fi
 
 out=runs/compare
 mkdir -p "$out/configs"
