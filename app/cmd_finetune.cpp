@@ -43,6 +43,11 @@ CLI::App* add_finetune_command(CLI::App& app, FinetuneCmdOptions& o) {
   cmd->add_flag("--truncate", f.truncate,
                 "Cut sequences longer than the model's max_len (<s>, the first max_len-2 tokens, </s>) instead of "
                 "stopping with an error");
+  cmd->add_option("--class-weights", f.class_weights,
+                  "none, or balanced: weight each example's loss by N / (classes x examples of its class in "
+                  "train.tsv), for classes of very different sizes")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"none", "balanced"}));
   cmd->add_option("--steps", f.steps, "Optimizer updates in total (with --resume: the new total)")
       ->capture_default_str()
       ->check(integer_at_least(1))

@@ -353,6 +353,48 @@ TEST(Finetune, EvaluateClassifierMetrics) {
   EXPECT_TRUE(std::isnan(empty.accuracy));
 }
 
+// ------------------------------------------------------------------ class weights
+
+TEST(Finetune, BalancedClassWeights) {
+  // 6 labels of 3 classes (3, 2, 1 examples) and a 4th class without any.
+  const std::vector<float> w = balanced_class_weights({0, 1, 0, 2, 1, 0}, 4);
+  ASSERT_EQ(w.size(), 4u);
+  EXPECT_FLOAT_EQ(w[0], 6.0f / (4 * 3));
+  EXPECT_FLOAT_EQ(w[1], 6.0f / (4 * 2));
+  EXPECT_FLOAT_EQ(w[2], 6.0f / (4 * 1));
+  EXPECT_EQ(w[3], 0.0f);
+}
+
+// --class-weights balanced is kept in finetune.json (so --resume keeps it) and changes training;
+// its run resumes to the same weights as an uninterrupted one.
+TEST(Finetune, BalancedRunDiffersAndResumes) {
+  Threads threads(1);
+  TempDir tmp("linformer_test_finetune_");
+  FinetuneOptions o = scratch_options(tmp);
+  {  // make the classes unequal: every "no", a third of the "yes"
+    std::istringstream in(read_bytes(tmp / "task/train.tsv"));
+    std::string kept;
+    int yes = 0;
+    for (std::string line; std::getline(in, line);)
+      if (line.rfind("no\t", 0) == 0 || yes++ % 3 == 0) kept += line + "\n";
+    write_file(tmp / "task/train.tsv", kept);
+  }
+  o.steps = 8;
+  o.save_every = 4;
+  finetune(o, tmp / "plain");
+  o.class_weights = "balanced";
+  finetune(o, tmp / "balanced");
+  const json opts = json::parse(read_bytes(tmp / "balanced/finetune.json"));
+  EXPECT_EQ(opts.at("class_weights"), "balanced");
+  EXPECT_NE(train_losses(tmp / "plain/metrics.jsonl"), train_losses(tmp / "balanced/metrics.jsonl"));
+  const std::string final_model = read_bytes(tmp / ("balanced/" + ckpt_name(8) + "/model.safetensors"));
+  write_file(tmp / "balanced/latest", ckpt_name(4) + "\n");
+  fs::remove_all(tmp / ("balanced/" + ckpt_name(8)));
+  resume_finetuning(tmp / "balanced");
+  EXPECT_TRUE(read_bytes(tmp / ("balanced/" + ckpt_name(8) + "/model.safetensors")) == final_model)
+      << "resumed balanced run ends with other weights";
+}
+
 // ------------------------------------------------------------------ the run folder
 
 TEST(Finetune, RunFolderLayout) {
@@ -463,6 +505,9 @@ TEST(Finetune, BadInputIsRejectedBeforeAnythingIsWritten) {
     o = good;
     o.pooling = "max";
     refused.operator()<ConfigError>(o, {"pooling", "max"});
+    o = good;
+    o.class_weights = "inverse";
+    refused.operator()<ConfigError>(o, {"class_weights", "inverse", "balanced"});
     o = good;
     o.steps = 0;
     refused.operator()<ConfigError>(o, {"steps = 0"});

@@ -490,3 +490,41 @@ TEST(Model, AttentionProbs) {
     EXPECT_NE(std::string(e.what()).find("tiled"), std::string::npos) << e.what();
   }
 }
+
+// Class weighting (finetune --class-weights): the loss and every gradient are linear in the
+// per-sequence weights, and weights of 1 change nothing.
+TEST(Model, ClassificationWeightsScaleLossAndGradients) {
+  ModelConfig c = tiny(AttentionKind::Linformer);
+  c.num_labels = 3;
+  Model m(c);
+  m.init(11);
+  m.train();
+  const Batch b = Batch::from_sequences({random_ids(9, 41, 2), random_ids(5, 41, 3)});
+  const std::vector<int32_t> labels = {2, 0};
+  auto run = [&](const std::vector<float>& w, std::vector<float>& grad) {
+    m.zero_grad();
+    const float loss = m.forward_cls(b, labels, 0, w);
+    m.backward();
+    grad = m.params().all_grad();
+    return loss;
+  };
+  std::vector<float> g_none, g_ones, g_a, g_b, g_mix;
+  const float l_none = run({}, g_none), l_ones = run({1.0f, 1.0f}, g_ones);
+  EXPECT_EQ(l_none, l_ones);
+  EXPECT_EQ(g_none, g_ones);
+  const float l_a = run({1.0f, 0.0f}, g_a), l_b = run({0.0f, 1.0f}, g_b);
+  const float l_mix = run({2.5f, 0.5f}, g_mix);
+  EXPECT_NEAR(l_mix, 2.5f * l_a + 0.5f * l_b, 1e-5f * std::fabs(l_mix));
+  double worst = 0, scale = 0;
+  for (size_t i = 0; i < g_mix.size(); ++i) {
+    worst = std::max(worst, (double)std::fabs(g_mix[i] - (2.5f * g_a[i] + 0.5f * g_b[i])));
+    scale = std::max(scale, (double)std::fabs(g_mix[i]));
+  }
+  std::printf("class weights: worst |grad(2.5, 0.5) - (2.5 grad(1, 0) + 0.5 grad(0, 1))| = %.3g (max |grad| %.3g)\n",
+              worst, scale);
+  EXPECT_GT(scale, 0.0);
+  EXPECT_LT(worst, 1e-5 * scale);
+  EXPECT_THROW(m.forward_cls(b, labels, 0, {1.0f}), InputError);                 // one weight per sequence
+  EXPECT_THROW(m.forward_cls(b, labels, 0, {1.0f, -1.0f}), InputError);          // negative
+  EXPECT_THROW(m.forward_cls(b, labels, 0, {1.0f, std::nanf("")}), InputError);  // not a number
+}

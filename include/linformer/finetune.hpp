@@ -47,6 +47,9 @@ struct FinetuneOptions : RunSettings {
                           // folder's tokenizer.model, else the task folder's tok.model)
   std::string pooling;    // "first" | "mean"; empty: the config's (from scratch) or "first"
   bool truncate = false;  // cut sequences longer than max_len instead of refusing them
+  // "none" | "balanced": weight each training example's loss by N / (classes * examples of its
+  // class), so every class weighs the same in the loss however rare it is in train.tsv.
+  std::string class_weights = "none";
   int batch_size = 16;    // examples per update (the last batch of an epoch may be shorter)
   int eval_batch_size = 32;  // examples per evaluation batch
 
@@ -72,6 +75,10 @@ FinetuneSummary finetune(const FinetuneOptions& opt, const std::string& out_dir)
 // must still hold the same classes); steps > 0 sets a new total. Same losses as an uninterrupted
 // run with the same seed and thread count.
 FinetuneSummary resume_finetuning(const std::string& out_dir, int64_t steps = 0);
+
+// The "balanced" class weights: N / (num_classes * count of class c) for the N labels (0 for a
+// class without an example), so that the weighted examples of every class add up to N / num_classes.
+std::vector<float> balanced_class_weights(const std::vector<int32_t>& labels, int num_classes);
 
 // Classification metrics. Precision, recall and F1 of a class with no prediction (or no example)
 // are 0.

@@ -78,7 +78,10 @@ class Model {
   // Encoder + classification head (needs num_labels > 0). logits [B, num_labels].
   const float* forward_cls_logits(const Batch& batch);
   // labels [B]; normaliser > 0 as for forward_mlm (the sum over the B sequences / normaliser).
-  float forward_cls(const Batch& batch, const std::vector<int32_t>& labels, int normaliser = 0);
+  // weights [B] (empty: all 1): sequence b's loss, and so its gradient, counts weights[b] times
+  // (class weighting, docs/finetune.md); the normaliser stays the count of sequences.
+  float forward_cls(const Batch& batch, const std::vector<int32_t>& labels, int normaliser = 0,
+                    const std::vector<float>& weights = {});
 
   // Backpropagates the last loss (forward_mlm or forward_cls), accumulating into params().grad.
   void backward();

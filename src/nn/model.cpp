@@ -76,6 +76,7 @@ struct Model::Impl {
   std::vector<int> rows;                   // MLM: the labelled positions, in order
   std::vector<float> gathered, dgathered;  // MLM: hidden states of those rows [R, d] and their gradient
   std::vector<float> losses;
+  std::vector<float> cls_weights;  // CLS: per-sequence loss weights (empty: all 1)
   int count = 0;
   // Gradient workspace
   std::vector<float> dlogits, dz, dh, dx, dtmp, dres, dup, dattn;
@@ -409,7 +410,8 @@ const float* Model::forward_cls_logits(const Batch& batch) {
   return m.cls_logits.data();
 }
 
-float Model::forward_cls(const Batch& batch, const std::vector<int32_t>& labels, int normaliser) {
+float Model::forward_cls(const Batch& batch, const std::vector<int32_t>& labels, int normaliser,
+                         const std::vector<float>& weights) {
   Impl& m = *impl_;
   const int C = cfg_.num_labels;
   if (C <= 0) throw ConfigError("config: num_labels is 0, so the model has no classification head");
@@ -418,14 +420,20 @@ float Model::forward_cls(const Batch& batch, const std::vector<int32_t>& labels,
   for (size_t b = 0; b < labels.size(); ++b)
     if (labels[b] < 0 || labels[b] >= C)
       throw InputError(fmt::format("cls labels: label {} of sequence {} is outside [0, {})", labels[b], b, C));
+  if (!weights.empty() && weights.size() != (size_t)batch.B)
+    throw InputError(fmt::format("cls weights: expected {} values (one per sequence), got {}", batch.B, weights.size()));
+  for (size_t b = 0; b < weights.size(); ++b)
+    if (!(weights[b] >= 0.0f) || !std::isfinite(weights[b]))
+      throw InputError(fmt::format("cls weights: weight {} of sequence {} is not a finite number >= 0", weights[b], b));
   forward_cls_logits(batch);
   m.labels = labels;
+  m.cls_weights = weights;
   m.count = cross_entropy_forward(grow(m.losses, batch.B), m.cls_logits.data(), m.labels.data(), batch.B, C,
                                   kIgnoreIndex);
   if (normaliser > 0) m.count = normaliser;
   m.loss_kind = LossKind::Cls;
   double sum = 0.0;
-  for (int b = 0; b < batch.B; ++b) sum += m.losses[b];
+  for (int b = 0; b < batch.B; ++b) sum += (double)m.losses[b] * (weights.empty() ? 1.0f : weights[b]);
   return (float)(sum / std::max(1, m.count));
 }
 
@@ -462,6 +470,9 @@ void Model::backward() {
     float* dlogits = grow(m.dlogits, (size_t)B * C);
     cross_entropy_backward(dlogits, m.cls_logits.data(), m.labels.data(), B, C, kIgnoreIndex,
                            1.0f / std::max(1, m.count));
+    if (!m.cls_weights.empty())
+      for (int b = 0; b < B; ++b)
+        for (int c = 0; c < C; ++c) dlogits[(size_t)b * C + c] *= m.cls_weights[b];
     float* dt = grow(m.dz, (size_t)B * d);
     linear_backward(dt, pt.grad(m.cls_out_w), pt.grad(m.cls_out_b), dlogits, m.cls_td.data(), pt.data(m.cls_out_w), B,
                     d, C);

@@ -32,7 +32,7 @@ namespace linformer {
 json FinetuneOptions::to_json() const {
   json j{{"model", model},           {"config", config},     {"task", task},
          {"tokenizer", tokenizer},   {"pooling", pooling},   {"truncate", truncate},
-         {"batch_size", batch_size}, {"eval_batch_size", eval_batch_size}};
+         {"batch_size", batch_size}, {"eval_batch_size", eval_batch_size}, {"class_weights", class_weights}};
   add_run_settings(j, *this);
   return j;
 }
@@ -49,6 +49,7 @@ FinetuneOptions FinetuneOptions::from_json(const json& j) {
   read_option(j, what, "truncate", o.truncate);
   read_option(j, what, "batch_size", o.batch_size);
   read_option(j, what, "eval_batch_size", o.eval_batch_size);
+  read_option(j, what, "class_weights", o.class_weights);
   o.validate();
   return o;
 }
@@ -67,6 +68,9 @@ void FinetuneOptions::validate() const {
                                   config, model));
   if (!pooling.empty() && pooling != "first" && pooling != "mean")
     throw ConfigError(fmt::format("finetune options: pooling = '{}' must be 'first' or 'mean'", pooling));
+  if (class_weights != "none" && class_weights != "balanced")
+    throw ConfigError(
+        fmt::format("finetune options: class_weights = '{}' must be 'none' or 'balanced'", class_weights));
   validate_run_settings(*this, "finetune options");
   if (batch_size < 1) bad("batch_size", batch_size, "must be at least 1");
   if (eval_batch_size < 1) bad("eval_batch_size", eval_batch_size, "must be at least 1");
@@ -291,6 +295,20 @@ TaskInputs prepare_inputs(const ModelConfig& cfg, TaskData task, const Tokenizer
   return in;
 }
 
+}  // namespace
+
+std::vector<float> balanced_class_weights(const std::vector<int32_t>& labels, int num_classes) {
+  std::vector<size_t> count((size_t)std::max(num_classes, 0), 0);
+  for (int32_t l : labels)
+    if (l >= 0 && l < num_classes) ++count[(size_t)l];
+  std::vector<float> w(count.size(), 0.0f);
+  for (size_t c = 0; c < count.size(); ++c)
+    if (count[c] > 0) w[c] = (float)((double)labels.size() / ((double)num_classes * (double)count[c]));
+  return w;
+}
+
+namespace {
+
 FinetuneSummary ft_loop(Model& model, const FinetuneOptions& o, const fs::path& dir, const TaskInputs& in, FtState st,
                         AdamW& opt) {
   // Data parallelism as in pretraining (trainer.cpp, docs/distributed.md): each rank takes its
@@ -331,8 +349,12 @@ FinetuneSummary ft_loop(Model& model, const FinetuneOptions& o, const fs::path& 
   }
   Progress progress(o.steps, st.step, root);
   std::vector<uint32_t> order = epoch_order(N, o.seed, st.epoch);
+  const std::vector<float> class_weight =
+      o.class_weights == "balanced" ? balanced_class_weights(in.train_labels, model.config().num_labels)
+                                    : std::vector<float>{};
   std::vector<std::vector<int32_t>> seqs;
   std::vector<int32_t> labels;
+  std::vector<float> weights;
   double tokens = 0, comm_s = 0;
   const auto t0 = std::chrono::steady_clock::now();
   bool evaluated_last = false, saved_at_end = false;
@@ -352,17 +374,19 @@ FinetuneSummary ft_loop(Model& model, const FinetuneOptions& o, const fs::path& 
     const dist::Slice part = dist::rank_slice(global, (size_t)o.batch_size, comm.rank());
     seqs.clear();
     labels.clear();
+    weights.clear();
     for (size_t i = 0; i < part.count; ++i) {
       const uint32_t ex = order[st.cursor + part.begin + i];
       seqs.push_back(in.train[ex]);
       labels.push_back(in.train_labels[ex]);
+      if (!class_weight.empty()) weights.push_back(class_weight[in.train_labels[ex]]);
     }
     // The step's scalars, summed over the ranks: loss, real tokens, stop requests.
     double step_sums[3] = {0, 0, stop_requested() ? 1.0 : 0.0};
     if (part.count > 0) {
       const Batch batch = Batch::from_sequences(seqs);
       // The loss is the mean over the whole batch: each rank divides its sum by `global`.
-      step_sums[0] = model.forward_cls(batch, labels, (int)global);
+      step_sums[0] = model.forward_cls(batch, labels, (int)global, weights);
       model.backward();
       for (uint8_t m : batch.mask) step_sums[1] += m;
     } else {  // keep the dropout stream in step with the other ranks
