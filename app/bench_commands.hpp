@@ -1,5 +1,6 @@
 // linformer bench: the machine's matmul ceiling, the paper's Table 3 (inference speed and memory
-// of Linformer against full and tiled exact attention) and a training-step benchmark.
+// of Linformer against full and tiled exact attention), a training-step benchmark and the bf16
+// mode against float32 (speed and logit error).
 #pragma once
 #include <string>
 #include <vector>
@@ -11,7 +12,7 @@ class App;
 namespace linformer::app {
 
 struct BenchOptions {
-  bool ceiling = false, table3 = false, train_step = false;
+  bool ceiling = false, table3 = false, train_step = false, bf16_compare = false;
   std::vector<int> n = {512, 1024, 2048, 4096};
   std::vector<int> k = {128, 256};
   std::vector<std::string> kinds = {"full", "tiled", "linformer"};

@@ -24,6 +24,7 @@
 #include "linformer/error.hpp"
 #include "linformer/model.hpp"
 #include "linformer/optimizer.hpp"
+#include "linformer/precision.hpp"
 
 using json = nlohmann::json;
 
@@ -66,13 +67,16 @@ struct Measure {
 // Runs one measurement in a fresh process: this binary again, with the hidden --child-* options
 // (fork + exec: a forked OpenMP process cannot safely use threads without exec). The child prints
 // "RESULT <seconds> <static MB>"; wait4 gives its peak RSS.
-Measure in_child(const BenchOptions& o, const std::string& mode, const std::string& kind, int n, int k) {
+// The child runs in bf16 mode when `bf16` (default: the mode of this process).
+Measure in_child(const BenchOptions& o, const std::string& mode, const std::string& kind, int n, int k,
+                 bool bf16 = matmul_precision() == MatmulPrecision::bf16) {
   std::vector<std::string> args = {"/proc/self/exe", "--threads", std::to_string(omp_get_max_threads()), "bench",
                                    "--child-mode", mode, "--child-kind", kind, "--child-n", std::to_string(n),
                                    "--child-k", std::to_string(k), "--d-model", std::to_string(o.d_model),
                                    "--heads", std::to_string(o.heads), "--d-ff", std::to_string(o.d_ff),
                                    "--layers", std::to_string(o.layers), "--vocab", std::to_string(o.vocab),
                                    "--batch", std::to_string(o.batch), "--repeats", std::to_string(o.repeats)};
+  if (bf16) args.insert(args.begin() + 3, "--bf16");
   int pipefd[2];
   if (pipe(pipefd) != 0) throw Error("bench: pipe failed");
   std::fflush(stdout);
@@ -192,8 +196,13 @@ Measure measure_train_step(const BenchOptions& o, const std::string& kind, int n
 }
 
 void run_ceiling(const BenchOptions& o, json& out) {
-  fmt::print("\n## Matmul ceiling (oneDNN sgemm, float32, {} threads)\n\n", omp_get_max_threads());
-  fmt::print("| shape (M x N x K) | what | GFLOP/s |\n|---|---|---|\n");
+  const bool bf16 = bf16_supported();
+  fmt::print("\n## Matmul ceiling (oneDNN: sgemm float32{}, {} threads)\n\n",
+             bf16 ? "; bf16 operands with float32 accumulation, conversion included" : "", omp_get_max_threads());
+  if (bf16)
+    fmt::print("| shape (M x N x K) | what | f32 GFLOP/s | bf16 GFLOP/s | bf16 / f32 |\n|---|---|---|---|---|\n");
+  else
+    fmt::print("| shape (M x N x K) | what | f32 GFLOP/s |\n|---|---|---|\n");
   const int n = std::min(2048, o.n.empty() ? 512 : *std::max_element(o.n.begin(), o.n.end()));
   const int d = o.d_model, dh = o.d_model / o.heads, k = o.k.empty() ? 256 : o.k[0];
   struct Shape {
@@ -210,16 +219,26 @@ void run_ceiling(const BenchOptions& o, json& out) {
     const double flop = 2.0 * s.M * s.N * s.K;
     int reps = std::max(3, (int)(2e10 / flop));
     reps = std::min(reps, 200);
-    std::vector<double> t;
-    kernels::matmul(false, false, s.M, s.N, s.K, 1.0f, A.data(), s.K, B.data(), s.N, 0.0f, C.data(), s.N);
-    for (int r = 0; r < reps; ++r) {
-      double t0 = now_s();
-      kernels::matmul(false, false, s.M, s.N, s.K, 1.0f, A.data(), s.K, B.data(), s.N, 0.0f, C.data(), s.N);
-      t.push_back(now_s() - t0);
+    auto gflops = [&](auto&& product) {
+      std::vector<double> t;
+      product(false, false, s.M, s.N, s.K, 1.0f, A.data(), s.K, B.data(), s.N, 0.0f, C.data(), s.N);
+      for (int r = 0; r < reps; ++r) {
+        double t0 = now_s();
+        product(false, false, s.M, s.N, s.K, 1.0f, A.data(), s.K, B.data(), s.N, 0.0f, C.data(), s.N);
+        t.push_back(now_s() - t0);
+      }
+      return flop / median(t) / 1e9;
+    };
+    const double gf = gflops(kernels::matmul);
+    json row = {{"M", s.M}, {"N", s.N}, {"K", s.K}, {"what", s.what}, {"gflops", gf}};
+    if (bf16) {
+      const double gb = gflops(kernels::matmul_bf16);
+      fmt::print("| {} x {} x {} | {} | {:.0f} | {:.0f} | {:.2f}x |\n", s.M, s.N, s.K, s.what, gf, gb, gb / gf);
+      row["gflops_bf16"] = gb;
+    } else {
+      fmt::print("| {} x {} x {} | {} | {:.0f} |\n", s.M, s.N, s.K, s.what, gf);
     }
-    const double gf = flop / median(t) / 1e9;
-    fmt::print("| {} x {} x {} | {} | {:.0f} |\n", s.M, s.N, s.K, s.what, gf);
-    out["ceiling"].push_back({{"M", s.M}, {"N", s.N}, {"K", s.K}, {"what", s.what}, {"gflops", gf}});
+    out["ceiling"].push_back(row);
   }
 }
 
@@ -302,6 +321,64 @@ void run_train_step(const BenchOptions& o, json& out) {
   }
 }
 
+// Relative error ||bf16 - f32|| / ||f32|| of the MLM logits of one random batch (same model,
+// same weights), and the largest absolute difference over the largest absolute logit.
+std::pair<double, double> bf16_logit_error(const BenchOptions& o, const std::string& kind, int n, int k) {
+  Model m(bench_config(o, kind, n, k));
+  m.init(1);
+  m.eval();
+  Batch b = random_batch(o.batch, n, o.vocab);
+  const size_t count = (size_t)o.batch * n * o.vocab;
+  set_matmul_precision(MatmulPrecision::f32);
+  const float* p = m.forward_mlm_logits(b);
+  std::vector<float> ref(p, p + count);
+  set_matmul_precision(MatmulPrecision::bf16);
+  p = m.forward_mlm_logits(b);
+  set_matmul_precision(MatmulPrecision::f32);
+  double diff2 = 0, ref2 = 0, max_diff = 0, max_ref = 0;
+  for (size_t i = 0; i < count; ++i) {
+    const double d = (double)p[i] - ref[i];
+    diff2 += d * d;
+    ref2 += (double)ref[i] * ref[i];
+    max_diff = std::max(max_diff, std::fabs(d));
+    max_ref = std::max(max_ref, std::fabs((double)ref[i]));
+  }
+  return {std::sqrt(diff2 / ref2), max_diff / max_ref};
+}
+
+void run_bf16_compare(const BenchOptions& o, json& out) {
+  if (!bf16_supported()) throw ConfigError("bench --bf16-compare: this CPU has no AVX512_BF16, so no bf16 mode");
+  const int k = o.k.empty() ? 256 : o.k[0];
+  fmt::print("\n## bf16 mode against float32: batch {}, {} layers, d {}, {} heads, FFN {}; Linformer k = {}\n\n",
+             o.batch, o.layers, o.d_model, o.heads, o.d_ff, k);
+  fmt::print("Same model and weights; time: median of {} runs. Logit error: ||bf16 - f32|| / ||f32|| over the MLM "
+             "logits of one random batch (untrained weights), and max |difference| / max |logit|.\n\n",
+             o.repeats);
+  fmt::print("| n | kind | inference f32 | bf16 | speed-up | train step f32 | bf16 | speed-up | logit rel. error | max |\n");
+  fmt::print("|---|---|---|---|---|---|---|---|---|---|\n");
+  for (int n : o.n)
+    for (const std::string& kind : o.kinds) {
+      if (kind == "full" && full_attention_gb(o, n, true) > o.mem_budget_gb) {
+        fmt::print("| {} | full | does not fit |  |  |  |  |  |  |  |\n", n);
+        continue;
+      }
+      const Measure fi = in_child(o, "infer", kind, n, k, false), bi = in_child(o, "infer", kind, n, k, true);
+      const Measure ft = in_child(o, "train", kind, n, k, false), bt = in_child(o, "train", kind, n, k, true);
+      const auto [rel, max_rel] = bf16_logit_error(o, kind, n, k);
+      auto ratio = [](const Measure& a, const Measure& b) {
+        return a.ok && b.ok ? fmt::format("{:.2f}x", a.seconds / b.seconds) : std::string("-");
+      };
+      auto time = [](const Measure& m) { return m.ok ? fmt_time(m.seconds) : m.error; };
+      fmt::print("| {} | {} | {} | {} | {} | {} | {} | {} | {:.2e} | {:.2e} |\n", n, kind, time(fi), time(bi),
+                 ratio(fi, bi), time(ft), time(bt), ratio(ft, bt), rel, max_rel);
+      out["bf16_compare"].push_back({{"n", n}, {"kind", kind}, {"k", k}, {"infer_f32_s", fi.seconds},
+                                     {"infer_bf16_s", bi.seconds}, {"train_f32_s", ft.seconds},
+                                     {"train_bf16_s", bt.seconds}, {"logit_rel_error", rel},
+                                     {"logit_max_rel_error", max_rel}});
+      std::fflush(stdout);
+    }
+}
+
 }  // namespace
 
 CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
@@ -309,6 +386,8 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
   cmd->add_flag("--ceiling", o.ceiling, "Measure the matmul GFLOP/s of the shapes the model uses");
   cmd->add_flag("--table3", o.table3, "Inference time and memory: Linformer vs full and tiled exact attention");
   cmd->add_flag("--train-step", o.train_step, "Training-step time and memory for each attention kind");
+  cmd->add_flag("--bf16-compare", o.bf16_compare,
+                "bf16 mode against float32: inference and training-step time, logit error (AVX512_BF16 CPUs)");
   cmd->add_option("--n", o.n, "Sequence lengths")->delimiter(',')->capture_default_str();
   cmd->add_option("--k", o.k, "Linformer projected lengths")->delimiter(',')->capture_default_str();
   cmd->add_option("--kinds", o.kinds, "Attention kinds (full, tiled, linformer)")
@@ -343,16 +422,18 @@ void run_bench(const BenchOptions& o, int threads) {
     fmt::print("RESULT {:.9f} {:.3f}\n", r.first, r.second);
     return;
   }
-  if (!o.ceiling && !o.table3 && !o.train_step)
-    throw ConfigError("bench: choose at least one of --ceiling, --table3, --train-step");
-  fmt::print("# linformer bench\n\nCPU: {} ({} hardware threads); OpenMP threads: {}\n", cpu_name(),
-             std::thread::hardware_concurrency(), nthreads);
-  json out = {{"cpu", cpu_name()}, {"threads", nthreads},
+  if (!o.ceiling && !o.table3 && !o.train_step && !o.bf16_compare)
+    throw ConfigError("bench: choose at least one of --ceiling, --table3, --train-step, --bf16-compare");
+  const bool bf16 = matmul_precision() == MatmulPrecision::bf16;
+  fmt::print("# linformer bench\n\nCPU: {} ({} hardware threads); OpenMP threads: {}; matmul precision: {}\n",
+             cpu_name(), std::thread::hardware_concurrency(), nthreads, bf16 ? "bf16 (--bf16)" : "float32");
+  json out = {{"cpu", cpu_name()}, {"threads", nthreads}, {"precision", bf16 ? "bf16" : "f32"},
               {"config", {{"d_model", o.d_model}, {"heads", o.heads}, {"d_ff", o.d_ff}, {"layers", o.layers},
                           {"vocab", o.vocab}, {"batch", o.batch}, {"repeats", o.repeats}}}};
   if (o.ceiling) run_ceiling(o, out);
   if (o.table3) run_table3(o, out);
   if (o.train_step) run_train_step(o, out);
+  if (o.bf16_compare) run_bf16_compare(o, out);
   if (!o.json.empty()) {
     const std::string tmp = o.json + ".tmp";
     std::ofstream(tmp) << out.dump(2) << "\n";

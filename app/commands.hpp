@@ -18,11 +18,11 @@ namespace linformer::app {
 
 inline constexpr const char* kVersion = "0.1.0";
 
-// Declares `--threads N` on `app` (the command itself and every compute subcommand share one
-// value). 0 keeps OpenMP's default (OMP_NUM_THREADS or all cores).
+// Declares `--threads N` and `--bf16` on `app` (the command itself and every compute subcommand
+// share one value). 0 threads keeps OpenMP's default (OMP_NUM_THREADS or all cores).
 void add_threads_option(CLI::App& app, int& threads);
-// Applies the value chosen with --threads (omp_set_num_threads) and returns the thread count
-// that parallel regions will use.
+// Applies the values chosen with --threads (omp_set_num_threads) and --bf16 (matmul precision;
+// a ConfigError on a CPU without bf16) and returns the thread count that parallel regions will use.
 int apply_threads(int threads);
 // Validator of an integer option's lower bound, with a short message ("--steps: must be at least
 // 1, not 0"; "'x' is not an integer").

@@ -15,6 +15,7 @@
 
 #include "cli_test_util.hpp"
 #include "linformer/checkpoint.hpp"
+#include "linformer/precision.hpp"
 
 namespace fs = std::filesystem;
 using cli_test::RunResult;
@@ -170,6 +171,31 @@ TEST_P(CliAttention, InitAndForwardWriteTensorsOfTheRightShapes) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Attention, CliAttention, ::testing::Values("linformer", "full"));
+
+// --bf16: the logits stay within bf16 rounding of float32's but are not identical (the products
+// did run in bf16); on a CPU without AVX512_BF16 the flag is refused with a clear error.
+TEST_F(Cli, Bf16ModeIsCloseToFloat32OrRefused) {
+  make_model("linformer");
+  write("ids.txt", "1 2 3 4 5 6 7 8 9 10 11 12\n13 14 15\n");
+  ok("forward --model model.safetensors --ids ids.txt --out f32.safetensors --threads 1");
+  if (!linformer::bf16_supported()) {
+    expect_failure("forward --bf16 --model model.safetensors --ids ids.txt --out bf16.safetensors", {"AVX512_BF16"});
+    return;
+  }
+  ok("forward --bf16 --model model.safetensors --ids ids.txt --out bf16.safetensors --threads 1");
+  const std::vector<float> a = values_of<float>(read_safetensors(path("f32.safetensors")), "logits");
+  const std::vector<float> b = values_of<float>(read_safetensors(path("bf16.safetensors")), "logits");
+  ASSERT_EQ(a.size(), b.size());
+  double diff2 = 0, ref2 = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff2 += (double(b[i]) - a[i]) * (double(b[i]) - a[i]);
+    ref2 += double(a[i]) * a[i];
+  }
+  const double rel = std::sqrt(diff2 / ref2);
+  std::printf("[bf16] logits: ||bf16 - f32|| / ||f32|| = %.3g\n", rel);
+  EXPECT_GT(rel, 0.0);
+  EXPECT_LT(rel, 2e-2);
+}
 
 // --- errors: non-zero exit, a message naming the culprit, no file left behind -------------------
 

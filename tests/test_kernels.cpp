@@ -25,6 +25,7 @@
 
 #include "kernels/kernels.hpp"
 #include "kernels/reference.hpp"
+#include "linformer/error.hpp"
 
 namespace fast = linformer::kernels;
 namespace ref = linformer::ref;
@@ -198,8 +199,15 @@ const int kSizes[] = {1, 3, 7, 33, 65, 129};
 // ---------------------------------------------------------------------------------------------
 // matmul
 
-TEST(Matmul, MatchesReference) {
-  Worst worst("matmul", kSumTol);
+// Every transpose combination, alpha, beta and padded leading dimension over kSizes^3 shapes.
+// bf16: the fast result is checked against the double product of the bf16-rounded operands (what
+// bf16 mode promises: float32 accumulation, so the float32 bound holds) in `worst`, and against
+// the double product of the unrounded ones in `exact` (the cost of rounding).
+void check_matmul_cases(Worst& worst, bool bf16, Worst* exact = nullptr) {
+  auto round = [](Vf v) {
+    for (float& x : v) x = fast::from_bf16(fast::to_bf16(x));
+    return v;
+  };
   Rng rng(1);
   const float alphas[] = {1.0f, 0.5f, -2.0f}, betas[] = {0.0f, 1.0f, 0.3f};
   int case_id = 0;
@@ -223,17 +231,75 @@ TEST(Matmul, MatchesReference) {
             for (int r = 0; r < M; ++r)
               for (int c = N; c < ldc; ++c) C[(size_t)r * ldc + c] = 12345.0f;
 
-            Vd Cd = to_d(C), Ad = to_d(A), Bd = to_d(B);
+            Vd Cd = to_d(C), Ad = to_d(bf16 ? round(A) : A), Bd = to_d(bf16 ? round(B) : B);
             ref::matmul<double>(ta, tb, M, N, K, alpha, Ad.data(), lda, Bd.data(), ldb, beta, Cd.data(), ldc);
-            fast::matmul(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
+            Vd Ce = to_d(C), Ae = to_d(A), Be = to_d(B);
+            if (exact)
+              ref::matmul<double>(ta, tb, M, N, K, alpha, Ae.data(), lda, Be.data(), ldb, beta, Ce.data(), ldc);
+            if (bf16)
+              fast::matmul_bf16(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
+            else
+              fast::matmul(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
 
             const std::string where = cat("transA=", ta, " transB=", tb, " M=", M, " N=", N, " K=", K,
                                           " alpha=", alpha, " beta=", beta, " pad=", pad);
             worst.add(rel_err(block(C, M, N, ldc), block(Cd, M, N, ldc), kTerm), where);
+            if (exact) exact->add(rel_err(block(C, M, N, ldc), block(Ce, M, N, ldc), kTerm), where);
             for (int r = 0; r < M; ++r)
               for (int c = N; c < ldc; ++c)
                 if (C[(size_t)r * ldc + c] != 12345.0f) ADD_FAILURE() << "C padding written at " << where;
           }
+}
+
+TEST(Matmul, MatchesReference) {
+  Worst worst("matmul", kSumTol);
+  check_matmul_cases(worst, false);
+}
+
+// bf16 mode (kernels.hpp "Precision"): float32 accumulation of bf16-rounded operands.
+TEST(MatmulBf16, MatchesTheProductOfRoundedOperands) {
+  if (!fast::bf16_supported()) GTEST_SKIP() << "this CPU has no avx512_bf16: bf16 mode is refused here";
+  Worst worst("matmul bf16 vs double product of the rounded operands", kSumTol);
+  // Rounding each operand costs up to 2^-9 relative, so a sum of K terms of random sign errs by
+  // about 2^-8 of the terms' scale (kTerm).
+  Worst exact("matmul bf16 vs double product of the exact operands", 2e-2);
+  check_matmul_cases(worst, true, &exact);
+}
+
+TEST(MatmulBf16, PrecisionSwitchRoutesMatmulAndIsRefusedWithoutHardware) {
+  if (!fast::bf16_supported()) {
+    EXPECT_THROW(fast::set_matmul_precision(fast::MatmulPrecision::bf16), linformer::ConfigError);
+    EXPECT_EQ(fast::matmul_precision(), fast::MatmulPrecision::f32);
+    return;
+  }
+  Rng rng(4);
+  const int M = 37, N = 29, K = 300;
+  Vf A = rng.vec((size_t)M * K), B = rng.vec((size_t)K * N), C1((size_t)M * N), C2((size_t)M * N), C3((size_t)M * N);
+  fast::matmul_bf16(false, true, M, N, K, 1.0f, A.data(), K, B.data(), K, 0.0f, C1.data(), N);
+  fast::set_matmul_precision(fast::MatmulPrecision::bf16);
+  fast::matmul(false, true, M, N, K, 1.0f, A.data(), K, B.data(), K, 0.0f, C2.data(), N);
+  fast::set_matmul_precision(fast::MatmulPrecision::f32);
+  fast::matmul(false, true, M, N, K, 1.0f, A.data(), K, B.data(), K, 0.0f, C3.data(), N);
+  EXPECT_EQ(C1, C2) << "bf16 mode must run matmul_bf16";
+  EXPECT_NE(C2, C3) << "float32 mode must not round the operands";
+}
+
+TEST(MatmulBf16, RoundingToNearestEven) {
+  using fast::from_bf16;
+  using fast::to_bf16;
+  EXPECT_EQ(to_bf16(1.0f), 0x3f80);
+  EXPECT_EQ(to_bf16(1.0f + 0x1p-8f), 0x3f80);         // halfway, ties to the even 1.0
+  EXPECT_EQ(to_bf16(1.0f + 3 * 0x1p-8f), 0x3f82);     // halfway, ties to the even 1 + 2^-6
+  EXPECT_EQ(to_bf16(1.0f + 0x1p-8f + 0x1p-20f), 0x3f81);  // above halfway: up
+  EXPECT_EQ(to_bf16(-2.0f), 0xc000);
+  EXPECT_EQ(to_bf16(INFINITY), 0x7f80);
+  EXPECT_EQ(to_bf16(3.4e38f), 0x7f80);  // beyond the largest bf16: rounds to infinity
+  EXPECT_TRUE(std::isnan(from_bf16(to_bf16(kNaN))));
+  uint32_t low_nan_bits = 0x7f800001u;  // a NaN whose payload is only in the dropped bits
+  float low_nan;
+  std::memcpy(&low_nan, &low_nan_bits, 4);
+  EXPECT_TRUE(std::isnan(from_bf16(to_bf16(low_nan))));
+  EXPECT_EQ(from_bf16(0x3f81), 1.0f + 0x1p-7f);
 }
 
 // beta == 0 must overwrite C without reading it (BLAS convention; linear_forward relies on it

@@ -12,6 +12,7 @@
 #include "linformer/error.hpp"
 #include "linformer/model.hpp"
 #include "linformer/optimizer.hpp"
+#include "linformer/precision.hpp"
 
 using namespace linformer;
 
@@ -189,6 +190,42 @@ TEST(Model, LinformerMemoryIsLinearInN) {
   std::printf("[memory] n=16384 linformer forward+backward peak RSS growth %ld MB (an n x n buffer: 2048 MB)\n",
               grown_mb);
   EXPECT_LT(grown_mb, 200);
+}
+
+// bf16 mode (precision.hpp) in training: the loss and every gradient stay within bf16 rounding of
+// float32's (norm-relative), for each attention kind; the optimizer sees float32 gradients.
+TEST(Model, Bf16ModeGradientsAreCloseToFloat32) {
+  if (!bf16_supported()) GTEST_SKIP() << "this CPU has no avx512_bf16";
+  for (AttentionKind kind : {AttentionKind::Full, AttentionKind::Linformer, AttentionKind::Tiled}) {
+    ModelConfig c = tiny(kind);
+    c.max_len = 96;
+    Model m(c);
+    m.init(3);
+    Batch b = Batch::from_sequences({random_ids(96, c.vocab_size, 1), random_ids(70, c.vocab_size, 2)});
+    std::vector<int32_t> labels(b.ids.size(), kIgnoreIndex);
+    for (size_t t = 0; t < labels.size(); t += 4) labels[t] = b.ids[t];
+    m.zero_grad();
+    const float loss32 = m.forward_mlm(b, labels);
+    m.backward();
+    const std::vector<float> g32 = m.params().all_grad();
+    set_matmul_precision(MatmulPrecision::bf16);
+    m.zero_grad();
+    const float loss16 = m.forward_mlm(b, labels);
+    m.backward();
+    set_matmul_precision(MatmulPrecision::f32);
+    const std::vector<float>& g16 = m.params().all_grad();
+    double diff2 = 0, ref2 = 0;
+    for (size_t i = 0; i < g32.size(); ++i) {
+      diff2 += ((double)g16[i] - g32[i]) * ((double)g16[i] - g32[i]);
+      ref2 += (double)g32[i] * g32[i];
+    }
+    const double rel = std::sqrt(diff2 / ref2);
+    std::printf("[bf16] %s: loss %.6f vs %.6f (f32), gradient ||bf16 - f32|| / ||f32|| = %.3g\n", to_string(kind),
+                loss16, loss32, rel);
+    EXPECT_NEAR(loss16, loss32, 1e-2 * std::fabs(loss32));
+    EXPECT_GT(rel, 0.0);
+    EXPECT_LT(rel, 5e-2);
+  }
 }
 
 // Tiled (flash-style) attention computes exactly full attention, dropout masks included (both

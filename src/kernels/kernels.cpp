@@ -22,6 +22,8 @@ void matmul(bool transA, bool transB, int M, int N, int K, float alpha, const fl
       for (int j = 0; j < N; ++j) C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
     return;
   }
+  if (matmul_precision() == MatmulPrecision::bf16)
+    return matmul_bf16(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   dnnl_status_t st = dnnl_sgemm(transA ? 'T' : 'N', transB ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta,
                                 C, ldc);
   if (st != dnnl_success) throw Error("dnnl_sgemm failed with status " + std::to_string((int)st));

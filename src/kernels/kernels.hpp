@@ -10,13 +10,29 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "linformer/precision.hpp"
+
 namespace linformer::kernels {
 
 // C[M,N] = alpha * op(A) * op(B) + beta * C, op(X) = X or X^T.
 // A is [M,K] (or [K,M] when transA), B is [K,N] (or [N,K] when transB); lda/ldb/ldc are row strides.
-// Backed by oneDNN's dnnl_sgemm.
+// Backed by oneDNN's dnnl_sgemm (float32), or by matmul_bf16 in bf16 mode (below).
 void matmul(bool transA, bool transB, int M, int N, int K, float alpha, const float* A, int lda,
             const float* B, int ldb, float beta, float* C, int ldc);
+
+// Precision of every matmul: include/linformer/precision.hpp (float32, or bf16 operands with
+// float32 accumulation). In bf16 mode matmul runs matmul_bf16.
+using linformer::MatmulPrecision;
+using linformer::matmul_precision;
+using linformer::set_matmul_precision;
+using linformer::bf16_supported;
+// The bf16 path itself (what matmul runs in bf16 mode); same contract as matmul. Primitives are
+// cached per thread and shape (src/kernels/matmul_bf16.cpp).
+void matmul_bf16(bool transA, bool transB, int M, int N, int K, float alpha, const float* A, int lda,
+                 const float* B, int ldb, float beta, float* C, int ldc);
+// float32 -> bfloat16 bits, rounded to nearest even (NaN stays NaN), and back (exact).
+uint16_t to_bf16(float x);
+float from_bf16(uint16_t h);
 
 // y[T,out] = x[T,in] * W[out,in]^T + b[out]   (b may be null). PyTorch's nn.Linear layout.
 void linear_forward(float* y, const float* x, const float* W, const float* b, int T, int in, int out);
