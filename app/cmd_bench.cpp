@@ -242,6 +242,32 @@ void run_ceiling(const BenchOptions& o, json& out) {
   }
 }
 
+// FLOPs of one Linformer layer's forward as the bench runs it (input-first projection, one shared
+// E = F, so E X is computed once): E X, the Q and output maps on n rows, the K and V maps on k rows,
+// scores and context over k columns, and the FFN. Element-wise work (softmax, LayerNorm, GELU) is
+// not counted.
+double linformer_layer_flops(const BenchOptions& o, int n, int k) {
+  const double d = o.d_model, f = o.d_ff;
+  return 2.0 * k * n * d + 4.0 * n * d * d + 4.0 * k * d * d + 4.0 * n * k * d + 4.0 * n * d * f;
+}
+
+// The matmul rate a layer could reach from the ceiling rows of this run: the FLOP-weighted
+// harmonic mean of the maps (Q and output), FFN up and FFN down shapes. NaN without --ceiling.
+double layer_ceiling_gflops(const BenchOptions& o, const json& out) {
+  if (!out.contains("ceiling")) return NAN;
+  double flops = 0, seconds = 0;
+  for (const json& row : out["ceiling"]) {
+    const std::string what = row["what"];
+    const double weight = what == "q/k/v/out maps" ? 2.0 : (what == "FFN up" || what == "FFN down") ? 1.0 : 0.0;
+    if (weight == 0.0) continue;
+    const double f = weight * 2.0 * row["M"].get<double>() * row["N"].get<double>() * row["K"].get<double>();
+    flops += f;
+    seconds += f / row["gflops"].get<double>();
+  }
+  (void)o;
+  return seconds > 0 ? flops / seconds : NAN;
+}
+
 std::string fmt_time(double s) { return std::isnan(s) ? "-" : fmt::format("{:.1f} ms", s * 1e3); }
 std::string fmt_mb(double mb) { return std::isnan(mb) ? "-" : fmt::format("{:.0f}", mb); }
 
@@ -253,8 +279,14 @@ void run_table3(const BenchOptions& o, json& out) {
              "Memory: peak RSS of the run (MB); 'batch ratio' is the paper's measure, the largest batch that fits "
              "{:.0f} GB for full attention over that for Linformer, from each run's memory per sequence.\n\n",
              o.repeats, o.mem_budget_gb);
-  fmt::print("| n | kind | k | time | speed-up vs full | speed-up vs tiled | peak MB | batch ratio vs full |\n");
-  fmt::print("|---|---|---|---|---|---|---|---|\n");
+  const double ceiling = layer_ceiling_gflops(o, out);
+  fmt::print("Linformer GFLOP/s: {} layers x the FLOPs of a layer's matmuls / time{}.\n\n", o.layers,
+             std::isnan(ceiling) ? ""
+                                 : fmt::format("; 'of ceiling' against {:.0f} GFLOP/s, the ceiling of the layer's "
+                                               "shapes measured above",
+                                               ceiling));
+  fmt::print("| n | kind | k | time | speed-up vs full | speed-up vs tiled | peak MB | batch ratio vs full | GFLOP/s | of ceiling |\n");
+  fmt::print("|---|---|---|---|---|---|---|---|---|---|\n");
   for (int n : o.n) {
     Measure full, tiled;
     auto max_batch = [&](const Measure& m) {
@@ -272,7 +304,7 @@ void run_table3(const BenchOptions& o, json& out) {
       }
       (kind == "full" ? full : tiled) = m;
       const std::string vs_full = m.ok && full.ok ? fmt::format("{:.2f}x", full.seconds / m.seconds) : "-";
-      fmt::print("| {} | {} | - | {} | {} | - | {} | {} |\n", n, kind, m.ok ? fmt_time(m.seconds) : m.error, vs_full,
+      fmt::print("| {} | {} | - | {} | {} | - | {} | {} | | |\n", n, kind, m.ok ? fmt_time(m.seconds) : m.error, vs_full,
                  fmt_mb(m.peak_mb), kind == "full" ? "1.00" : "-");
       out["table3"].push_back({{"n", n}, {"kind", kind}, {"ok", m.ok}, {"error", m.error}, {"seconds", m.seconds},
                                {"peak_mb", m.peak_mb}, {"static_mb", m.static_mb}});
@@ -286,13 +318,17 @@ void run_table3(const BenchOptions& o, json& out) {
       const double vs_tiled = tiled.ok && m.ok ? tiled.seconds / m.seconds : NAN;
       const double bf = max_batch(full), bl = max_batch(m);
       const std::string ratio = bf > 0 && bl > 0 ? fmt::format("{:.1f}x", bl / bf) : (m.ok ? "full does not fit" : "-");
-      fmt::print("| {} | linformer | {} | {} | {} | {} | {} | {} |\n", n, k, m.ok ? fmt_time(m.seconds) : m.error,
+      const double gflops = m.ok ? o.layers * o.batch * linformer_layer_flops(o, n, k) / m.seconds / 1e9 : NAN;
+      fmt::print("| {} | linformer | {} | {} | {} | {} | {} | {} | {} | {} |\n", n, k, m.ok ? fmt_time(m.seconds) : m.error,
                  std::isnan(vs_full) ? "-" : fmt::format("{:.2f}x", vs_full),
-                 std::isnan(vs_tiled) ? "-" : fmt::format("{:.2f}x", vs_tiled), fmt_mb(m.peak_mb), ratio);
+                 std::isnan(vs_tiled) ? "-" : fmt::format("{:.2f}x", vs_tiled), fmt_mb(m.peak_mb), ratio,
+                 std::isnan(gflops) ? "-" : fmt::format("{:.0f}", gflops),
+                 std::isnan(gflops) || std::isnan(ceiling) ? "-" : fmt::format("{:.0f}%", 100 * gflops / ceiling));
       out["table3"].push_back({{"n", n}, {"kind", "linformer"}, {"k", k}, {"ok", m.ok}, {"error", m.error},
                                {"seconds", m.seconds}, {"peak_mb", m.peak_mb}, {"static_mb", m.static_mb},
                                {"speedup_vs_full", vs_full}, {"speedup_vs_tiled", vs_tiled},
-                               {"batch_ratio_vs_full", bf > 0 && bl > 0 ? bl / bf : NAN}});
+                               {"batch_ratio_vs_full", bf > 0 && bl > 0 ? bl / bf : NAN}, {"gflops", gflops},
+                               {"share_of_ceiling", gflops / ceiling}});
       std::fflush(stdout);
     }
   }

@@ -3,7 +3,7 @@
 
     /usr/bin/python3 bench/torch_side_by_side.py --bin build/linformer \
         [--n 512,4096,16384] [--k 256] [--layers 2] [--threads 2] [--repeats 3] \
-        [--modes infer,train] [--json FILE]
+        [--modes infer,train] [--with-bf16] [--json FILE]
 
 For each sequence length n it times, with the same config (RoBERTa-base layer sizes by default:
 d 768, 12 heads, FFN 3072; Linformer with one projection shared by all layers, as in the paper's
@@ -20,6 +20,9 @@ Table 3; batch 1) and the same thread count:
 Before timing, both sides load the same weights (a model file written by `linformer init`) and
 the script checks that their encoder outputs agree (printed: the largest absolute difference),
 so that the two really run the same computation.
+
+--with-bf16 also times the C++ side in bf16 mode (`linformer --bf16`: bf16 matmul operands,
+float32 accumulation; AVX512_BF16 CPUs) against the same PyTorch float32 run.
 
 Prints one table row per (mode, n) with both times and the ratio PyTorch / C++ (above 1: C++ is
 faster), plus the thread count, the CPU and the config. Exit status 1 if the outputs disagree.
@@ -122,11 +125,11 @@ def torch_train_step(model, ids, mask, repeats):
     return median_time(step, repeats)
 
 
-def cpp_bench(args, mode, n):
+def cpp_bench(args, mode, n, bf16=False):
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "b.json")
         flag = "--table3" if mode == "infer" else "--train-step"
-        cmd = [args.bin, "--threads", str(args.threads), "bench", flag, "--kinds", "linformer", "--n", str(n), "--k", str(args.k),
+        cmd = [args.bin, "--threads", str(args.threads)] + (["--bf16"] if bf16 else []) + ["bench", flag, "--kinds", "linformer", "--n", str(n), "--k", str(args.k),
                "--d-model", str(args.d_model), "--heads", str(args.heads), "--d-ff", str(args.d_ff),
                "--layers", str(args.layers), "--vocab", str(args.vocab), "--repeats", str(args.repeats),
                "--json", out]
@@ -178,6 +181,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--modes", default="infer,train")
+    ap.add_argument("--with-bf16", action="store_true", help="also time linformer --bf16")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     if not os.path.exists(args.bin):
@@ -194,8 +198,9 @@ def main():
     print(f"cpu: {cpu}; threads: {args.threads} (torch.set_num_threads and linformer --threads)")
     print(f"config: d_model {args.d_model}, {args.heads} heads, FFN {args.d_ff}, {args.layers} layers, vocab "
           f"{args.vocab}, Linformer k {args.k} (layerwise sharing), batch 1; median of {args.repeats} runs\n")
-    print("| mode | n | max abs diff of outputs | PyTorch | linformer | PyTorch / linformer |")
-    print("|---|---|---|---|---|---|")
+    extra_head = " linformer bf16 | PyTorch / linformer bf16 |" if args.with_bf16 else ""
+    print("| mode | n | max abs diff of outputs | PyTorch | linformer | PyTorch / linformer |" + extra_head)
+    print("|---|---|---|---|---|---|" + ("---|---|" if args.with_bf16 else ""))
     results, ok = [], True
     for n in ns:
         cfg_dict = {"vocab_size": args.vocab, "max_len": n, "d_model": args.d_model, "n_heads": args.heads,
@@ -211,10 +216,16 @@ def main():
                 torch_train_step(model, ids, mask, args.repeats)
             t_cpp = cpp_bench(args, mode, n)
             ratio = t_torch / t_cpp
-            print(f"| {mode} | {n} | {diff:.2e} | {t_torch * 1e3:.1f} ms | {t_cpp * 1e3:.1f} ms | {ratio:.2f}x |",
+            row = {"mode": mode, "n": n, "max_abs_diff": diff, "torch_s": t_torch, "linformer_s": t_cpp,
+                   "ratio": ratio}
+            extra = ""
+            if args.with_bf16:
+                t_bf16 = cpp_bench(args, mode, n, bf16=True)
+                row.update({"linformer_bf16_s": t_bf16, "ratio_bf16": t_torch / t_bf16})
+                extra = f" {t_bf16 * 1e3:.1f} ms | {t_torch / t_bf16:.2f}x |"
+            print(f"| {mode} | {n} | {diff:.2e} | {t_torch * 1e3:.1f} ms | {t_cpp * 1e3:.1f} ms | {ratio:.2f}x |" + extra,
                   flush=True)
-            results.append({"mode": mode, "n": n, "max_abs_diff": diff, "torch_s": t_torch, "linformer_s": t_cpp,
-                            "ratio": ratio})
+            results.append(row)
         del model
     if args.json:
         meta = {"cpu": cpu, "threads": args.threads, "torch": torch.__version__, "config": vars(args),
