@@ -77,9 +77,10 @@ void run_finetune(FinetuneCmdOptions& o, int threads) {
     if (o.cmd)
       for (const CLI::Option* opt : o.cmd->get_options()) {
         const std::string name = opt->get_name();
-        if (opt->count() > 0 && name != "--resume" && name != "--steps" && name != "--threads")
+        if (opt->count() > 0 && name != "--resume" && name != "--steps" && name != "--threads" &&
+            name != "--bf16")
           throw ConfigError(fmt::format("finetune: {} cannot be used with --resume (the run keeps the options in "
-                                        "{}/finetune.json; only --steps and --threads may change)",
+                                        "{}/finetune.json; only --steps, --threads and --bf16 may change)",
                                         name, o.resume));
       }
     if (comm.is_root()) fmt::print("finetune: resuming {} ({} threads{})\n", o.resume, nthreads, ranks);

@@ -65,9 +65,10 @@ void run_pretrain(PretrainOptions& o, int threads) {
     if (o.cmd)
       for (const CLI::Option* opt : o.cmd->get_options()) {
         const std::string name = opt->get_name();
-        if (opt->count() > 0 && name != "--resume" && name != "--steps" && name != "--threads")
+        if (opt->count() > 0 && name != "--resume" && name != "--steps" && name != "--threads" &&
+            name != "--bf16")
           throw ConfigError(fmt::format("pretrain: {} cannot be used with --resume (the run keeps the options in "
-                                        "{}/train.json and config.json; only --steps and --threads may change)",
+                                        "{}/train.json and config.json; only --steps, --threads and --bf16 may change)",
                                         name, o.resume));
       }
     if (comm.is_root()) fmt::print("pretrain: resuming {} ({} threads{})\n", o.resume, nthreads, ranks);
