@@ -317,7 +317,9 @@ void run_table3(const BenchOptions& o, json& out) {
       const double vs_full = full.ok && m.ok ? full.seconds / m.seconds : NAN;
       const double vs_tiled = tiled.ok && m.ok ? tiled.seconds / m.seconds : NAN;
       const double bf = max_batch(full), bl = max_batch(m);
-      const std::string ratio = bf > 0 && bl > 0 ? fmt::format("{:.1f}x", bl / bf) : (m.ok ? "full does not fit" : "-");
+      const bool full_failed = !full.ok && !full.error.empty();  // tried (not just left out with --kinds)
+      const std::string ratio =
+          bf > 0 && bl > 0 ? fmt::format("{:.1f}x", bl / bf) : (m.ok && full_failed ? "full does not fit" : "-");
       const double gflops = m.ok ? o.layers * o.batch * linformer_layer_flops(o, n, k) / m.seconds / 1e9 : NAN;
       fmt::print("| {} | linformer | {} | {} | {} | {} | {} | {} | {} | {} |\n", n, k, m.ok ? fmt_time(m.seconds) : m.error,
                  std::isnan(vs_full) ? "-" : fmt::format("{:.2f}x", vs_full),
