@@ -253,7 +253,7 @@ double linformer_layer_flops(const BenchOptions& o, int n, int k) {
 
 // The matmul rate a layer could reach from the ceiling rows of this run: the FLOP-weighted
 // harmonic mean of the maps (Q and output), FFN up and FFN down shapes. NaN without --ceiling.
-double layer_ceiling_gflops(const BenchOptions& o, const json& out) {
+double layer_ceiling_gflops(const json& out) {
   if (!out.contains("ceiling")) return NAN;
   double flops = 0, seconds = 0;
   for (const json& row : out["ceiling"]) {
@@ -264,7 +264,6 @@ double layer_ceiling_gflops(const BenchOptions& o, const json& out) {
     flops += f;
     seconds += f / row["gflops"].get<double>();
   }
-  (void)o;
   return seconds > 0 ? flops / seconds : NAN;
 }
 
@@ -279,7 +278,7 @@ void run_table3(const BenchOptions& o, json& out) {
              "Memory: peak RSS of the run (MB); 'batch ratio' is the paper's measure, the largest batch that fits "
              "{:.0f} GB for full attention over that for Linformer, from each run's memory per sequence.\n\n",
              o.repeats, o.mem_budget_gb);
-  const double ceiling = layer_ceiling_gflops(o, out);
+  const double ceiling = layer_ceiling_gflops(out);
   fmt::print("Linformer GFLOP/s: {} layers x the FLOPs of a layer's matmuls / time{}.\n\n", o.layers,
              std::isnan(ceiling) ? ""
                                  : fmt::format("; 'of ceiling' against {:.0f} GFLOP/s, the ceiling of the layer's "
@@ -367,12 +366,13 @@ std::pair<double, double> bf16_logit_error(const BenchOptions& o, const std::str
   m.eval();
   Batch b = random_batch(o.batch, n, o.vocab);
   const size_t count = (size_t)o.batch * n * o.vocab;
+  const MatmulPrecision before = matmul_precision();
   set_matmul_precision(MatmulPrecision::f32);
   const float* p = m.forward_mlm_logits(b);
   std::vector<float> ref(p, p + count);
   set_matmul_precision(MatmulPrecision::bf16);
   p = m.forward_mlm_logits(b);
-  set_matmul_precision(MatmulPrecision::f32);
+  set_matmul_precision(before);
   double diff2 = 0, ref2 = 0, max_diff = 0, max_ref = 0;
   for (size_t i = 0; i < count; ++i) {
     const double d = (double)p[i] - ref[i];

@@ -74,15 +74,7 @@ void run_finetune(FinetuneCmdOptions& o, int threads) {
   FinetuneSummary s;
   if (!o.resume.empty()) {
     // A resumed run keeps its options (DIR/finetune.json): refuse options that would be ignored.
-    if (o.cmd)
-      for (const CLI::Option* opt : o.cmd->get_options()) {
-        const std::string name = opt->get_name();
-        if (opt->count() > 0 && name != "--resume" && name != "--steps" && name != "--threads" &&
-            name != "--bf16")
-          throw ConfigError(fmt::format("finetune: {} cannot be used with --resume (the run keeps the options in "
-                                        "{}/finetune.json; only --steps, --threads and --bf16 may change)",
-                                        name, o.resume));
-      }
+    refuse_options_with_resume(o.cmd, "finetune", o.resume + "/finetune.json");
     if (comm.is_root()) fmt::print("finetune: resuming {} ({} threads{})\n", o.resume, nthreads, ranks);
     s = resume_finetuning(o.resume, o.steps_given ? o.ft.steps : 0);
     o.out = o.resume;

@@ -62,15 +62,7 @@ void run_pretrain(PretrainOptions& o, int threads) {
   if (!o.resume.empty()) {
     // A resumed run keeps its config and options (DIR/config.json, DIR/train.json): refuse
     // options that would otherwise be silently ignored.
-    if (o.cmd)
-      for (const CLI::Option* opt : o.cmd->get_options()) {
-        const std::string name = opt->get_name();
-        if (opt->count() > 0 && name != "--resume" && name != "--steps" && name != "--threads" &&
-            name != "--bf16")
-          throw ConfigError(fmt::format("pretrain: {} cannot be used with --resume (the run keeps the options in "
-                                        "{}/train.json and config.json; only --steps, --threads and --bf16 may change)",
-                                        name, o.resume));
-      }
+    refuse_options_with_resume(o.cmd, "pretrain", o.resume + "/train.json and config.json");
     if (comm.is_root()) fmt::print("pretrain: resuming {} ({} threads{})\n", o.resume, nthreads, ranks);
     s = resume_pretraining(o.resume, o.steps_given ? o.train.steps : 0);
     o.out = o.resume;

@@ -24,6 +24,10 @@ void add_threads_option(CLI::App& app, int& threads);
 // Applies the values chosen with --threads (omp_set_num_threads) and --bf16 (matmul precision;
 // a ConfigError on a CPU without bf16) and returns the thread count that parallel regions will use.
 int apply_threads(int threads);
+// With --resume, a run keeps its stored options: every option given on `cmd` other than --resume,
+// --steps, --threads and --bf16 is an error naming it, `command` and `kept_in` (where the options
+// are kept), rather than silently ignored. `cmd` may be null (library callers).
+void refuse_options_with_resume(const CLI::App* cmd, const std::string& command, const std::string& kept_in);
 // Validator of an integer option's lower bound, with a short message ("--steps: must be at least
 // 1, not 0"; "'x' is not an integer").
 CLI::Validator integer_at_least(long long min);

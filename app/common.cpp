@@ -9,6 +9,7 @@
 #include <fmt/core.h>
 
 #include "commands.hpp"
+#include "linformer/error.hpp"
 #include "linformer/optimizer.hpp"
 #include "linformer/precision.hpp"
 
@@ -31,6 +32,17 @@ int apply_threads(int threads) {
   if (g_bf16) set_matmul_precision(MatmulPrecision::bf16);
   if (threads > 0) omp_set_num_threads(threads);
   return omp_get_max_threads();
+}
+
+void refuse_options_with_resume(const CLI::App* cmd, const std::string& command, const std::string& kept_in) {
+  if (!cmd) return;
+  for (const CLI::Option* opt : cmd->get_options()) {
+    const std::string name = opt->get_name();
+    if (opt->count() > 0 && name != "--resume" && name != "--steps" && name != "--threads" && name != "--bf16")
+      throw ConfigError(fmt::format("{}: {} cannot be used with --resume (the run keeps the options in {}; only "
+                                    "--steps, --threads and --bf16 may change)",
+                                    command, name, kept_in));
+  }
 }
 
 CLI::Validator integer_at_least(long long min) {

@@ -216,22 +216,22 @@ static void gelu_backward_part(float* dx, const float* x, const float* dout, siz
   }
 }
 
-void gelu_forward(float* out, const float* x, size_t N) {
+// Runs part(begin, end) on each thread's contiguous share of [0, N).
+template <class Part>
+static void split_over_threads(size_t N, Part part) {
 #pragma omp parallel
   {
     const size_t nt = omp_get_num_threads(), id = omp_get_thread_num();
-    const size_t b = N * id / nt, e = N * (id + 1) / nt;
-    gelu_forward_part(out + b, x + b, e - b);
+    part(N * id / nt, N * (id + 1) / nt);
   }
 }
 
+void gelu_forward(float* out, const float* x, size_t N) {
+  split_over_threads(N, [&](size_t b, size_t e) { gelu_forward_part(out + b, x + b, e - b); });
+}
+
 void gelu_backward(float* dx, const float* x, const float* dout, size_t N) {
-#pragma omp parallel
-  {
-    const size_t nt = omp_get_num_threads(), id = omp_get_thread_num();
-    const size_t b = N * id / nt, e = N * (id + 1) / nt;
-    gelu_backward_part(dx + b, x + b, dout + b, e - b);
-  }
+  split_over_threads(N, [&](size_t b, size_t e) { gelu_backward_part(dx + b, x + b, dout + b, e - b); });
 }
 
 void softmax_forward(float* P, const float* S, int rows, int cols, const uint8_t* key_mask) {

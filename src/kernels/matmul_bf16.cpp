@@ -20,9 +20,6 @@
 
 namespace linformer::kernels {
 
-// The process-wide setting (precision.hpp).
-std::atomic<MatmulPrecision> g_precision{MatmulPrecision::f32};
-
 namespace {
 
 dnnl::engine& cpu_engine() {
@@ -121,6 +118,10 @@ void matmul_bf16(bool transA, bool transB, int M, int N, int K, float alpha, con
 
 namespace linformer {
 
+namespace {
+std::atomic<MatmulPrecision> g_precision{MatmulPrecision::f32};  // the process-wide setting
+}
+
 bool bf16_supported() {
   // avx512_core_bf16 and the AMX levels above it all have the bits of avx512_core_bf16.
   const unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
@@ -132,10 +133,10 @@ void set_matmul_precision(MatmulPrecision p) {
     throw ConfigError(
         "bf16 mode needs a CPU with native bfloat16 matrix instructions (AVX512_BF16: Intel Cooper Lake, Sapphire "
         "Rapids or later, AMD Zen 4 or later); this CPU has none, so the float32 path is the only one");
-  kernels::g_precision.store(p);
+  g_precision.store(p);
 }
 
-MatmulPrecision matmul_precision() { return kernels::g_precision.load(); }
+MatmulPrecision matmul_precision() { return g_precision.load(); }
 
 }  // namespace linformer
 
