@@ -1,6 +1,6 @@
 // linformer bench: the machine's matmul ceiling, the paper's Table 3 (inference speed and memory
 // of Linformer against full and tiled exact attention), a training-step benchmark and the bf16
-// mode against float32 (speed and logit error).
+// mode against float32 (speed and logit error), thread scaling and the largest trainable n.
 #pragma once
 #include <string>
 #include <vector>
@@ -13,6 +13,8 @@ namespace linformer::app {
 
 struct BenchOptions {
   bool ceiling = false, table3 = false, train_step = false, bf16_compare = false;
+  bool scaling = false;      // this many threads against one
+  bool max_train_n = false;  // the largest n a training step fits in the memory budget, per kind
   std::vector<int> n = {512, 1024, 2048, 4096};
   std::vector<int> k = {128, 256};
   std::vector<std::string> kinds = {"full", "tiled", "linformer"};

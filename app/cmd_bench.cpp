@@ -68,9 +68,11 @@ struct Measure {
 // (fork + exec: a forked OpenMP process cannot safely use threads without exec). The child prints
 // "RESULT <seconds> <static MB>"; wait4 gives its peak RSS.
 // The child runs in bf16 mode when `bf16` (default: the mode of this process).
+// threads: the child's OpenMP threads (0: this process's).
 Measure in_child(const BenchOptions& o, const std::string& mode, const std::string& kind, int n, int k,
-                 bool bf16 = matmul_precision() == MatmulPrecision::bf16) {
-  std::vector<std::string> args = {"/proc/self/exe", "--threads", std::to_string(omp_get_max_threads()), "bench",
+                 bool bf16 = matmul_precision() == MatmulPrecision::bf16, int threads = 0) {
+  if (threads <= 0) threads = omp_get_max_threads();
+  std::vector<std::string> args = {"/proc/self/exe", "--threads", std::to_string(threads), "bench",
                                    "--child-mode", mode, "--child-kind", kind, "--child-n", std::to_string(n),
                                    "--child-k", std::to_string(k), "--d-model", std::to_string(o.d_model),
                                    "--heads", std::to_string(o.heads), "--d-ff", std::to_string(o.d_ff),
@@ -139,10 +141,12 @@ Batch random_batch(int B, int n, int vocab) {
   return Batch::from_sequences(seqs);
 }
 
-// Bytes of the n x n probability buffers full attention needs (forward, per layer, reused).
+// Bytes of the n x n probability buffers full attention needs: in training, P and dP of every
+// (sequence, head) in every layer; in inference (inference-only mode), one block per thread.
 double full_attention_gb(const BenchOptions& o, int n, bool training) {
-  double p = (double)o.batch * o.heads * n * n * 4.0;
-  return (training ? 3.0 * o.layers : 1.0) * p / 1e9;  // training keeps P per layer (+ dP)
+  const double block = (double)n * n * 4.0;
+  if (training) return 3.0 * o.layers * o.batch * o.heads * block / 1e9;
+  return std::min(omp_get_max_threads(), o.batch * o.heads) * block / 1e9;
 }
 
 // Child side: returns {median seconds, RSS in MB before the first forward}.
@@ -151,6 +155,7 @@ std::pair<double, double> time_inference(const BenchOptions& o, const std::strin
     Model m(bench_config(o, kind, n, k));
     m.init(1);
     m.eval();
+    m.set_inference_only(true);  // what inference runs as (predict, evaluate): nothing kept for backward
     Batch b = random_batch(o.batch, n, o.vocab);
     const double static_mb = current_rss_kb() / 1024.0;
     m.encode(b);  // warm-up: allocates the activation buffers
@@ -164,7 +169,9 @@ std::pair<double, double> time_inference(const BenchOptions& o, const std::strin
   }
 }
 
-std::pair<double, double> time_train_step(const BenchOptions& o, const std::string& kind, int n, int k) {
+// once: a single step, timed (no warm-up): for the largest-n search, where a step takes minutes.
+std::pair<double, double> time_train_step(const BenchOptions& o, const std::string& kind, int n, int k,
+                                          bool once = false) {
   {
     Model m(bench_config(o, kind, n, k));
     m.init(1);
@@ -175,7 +182,7 @@ std::pair<double, double> time_train_step(const BenchOptions& o, const std::stri
     for (size_t i = 0; i < labels.size(); i += 7) labels[i] = b.ids[i];  // ~15% labelled
     const double static_mb = current_rss_kb() / 1024.0;
     std::vector<double> t;
-    for (int r = 0; r <= o.repeats; ++r) {
+    for (int r = once ? 1 : 0; r <= (once ? 1 : o.repeats); ++r) {
       double t0 = now_s();
       m.zero_grad();
       m.forward_mlm(b, labels);
@@ -251,6 +258,36 @@ double linformer_layer_flops(const BenchOptions& o, int n, int k) {
   return 2.0 * k * n * d + 4.0 * n * d * d + 4.0 * k * d * d + 4.0 * n * k * d + 4.0 * n * d * f;
 }
 
+// FLOPs of one full-attention layer's forward: the four maps on n rows, scores and context over
+// n columns, the FFN. Full over Linformer FLOPs is the speed-up both would show at the same
+// GFLOP/s: what a CPU, where both run their matmuls at about the same rate, can expect.
+double full_layer_flops(const BenchOptions& o, int n) {
+  const double d = o.d_model, f = o.d_ff;
+  return 8.0 * n * d * d + 4.0 * n * n * d + 4.0 * n * d * f;
+}
+
+// The paper's Table 3 (one V100, ../shared/PAPER.md): Linformer's inference speed-up over the
+// Transformer at (n, k), NaN where the paper has no entry; and its memory saving at k = 128.
+double paper_speedup(int n, int k) {
+  static const int ns[] = {512, 1024, 2048, 4096, 8192, 16384, 32768, 65536};
+  static const int ks[] = {128, 256, 512, 1024, 2048};
+  static const double table[8][5] = {{1.5, 1.3, NAN, NAN, NAN},  {1.7, 1.6, 1.3, NAN, NAN},
+                                     {2.6, 2.4, 2.1, 1.3, NAN},  {3.4, 3.2, 2.8, 2.2, 1.3},
+                                     {5.5, 5.0, 4.4, 3.5, 2.1},  {8.6, 7.8, 7.0, 5.6, 3.3},
+                                     {13, 12, 11, 8.8, 5.0},     {20, 18, 16, 14, 7.9}};
+  for (int i = 0; i < 8; ++i)
+    for (int j = 0; j < 5; ++j)
+      if (ns[i] == n && ks[j] == k) return table[i][j];
+  return NAN;
+}
+double paper_memory_ratio(int n) {
+  static const int ns[] = {512, 1024, 2048, 4096, 8192, 16384, 32768, 65536};
+  static const double ratio[] = {1.7, 3.0, 6.1, 14, 28, 56, 56, 60};
+  for (int i = 0; i < 8; ++i)
+    if (ns[i] == n) return ratio[i];
+  return NAN;
+}
+
 // The matmul rate a layer could reach from the ceiling rows of this run: the FLOP-weighted
 // harmonic mean of the maps (Q and output), FFN up and FFN down shapes. NaN without --ceiling.
 double layer_ceiling_gflops(const json& out) {
@@ -284,8 +321,11 @@ void run_table3(const BenchOptions& o, json& out) {
                                  : fmt::format("; 'of ceiling' against {:.0f} GFLOP/s, the ceiling of the layer's "
                                                "shapes measured above",
                                                ceiling));
-  fmt::print("| n | kind | k | time | speed-up vs full | speed-up vs tiled | peak MB | batch ratio vs full | GFLOP/s | of ceiling |\n");
-  fmt::print("|---|---|---|---|---|---|---|---|---|---|\n");
+  fmt::print("'paper': the paper's Table 3 on a V100 (speed-up; memory saving at k = 128). 'FLOP ratio': full "
+             "attention's FLOPs over Linformer's, the speed-up at equal GFLOP/s.\n\n");
+  fmt::print("| n | kind | k | time | speed-up vs full | paper | FLOP ratio | speed-up vs tiled | peak MB | "
+             "batch ratio vs full | paper | GFLOP/s | of ceiling |\n");
+  fmt::print("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (int n : o.n) {
     Measure full, tiled;
     auto max_batch = [&](const Measure& m) {
@@ -303,8 +343,8 @@ void run_table3(const BenchOptions& o, json& out) {
       }
       (kind == "full" ? full : tiled) = m;
       const std::string vs_full = m.ok && full.ok ? fmt::format("{:.2f}x", full.seconds / m.seconds) : "-";
-      fmt::print("| {} | {} | - | {} | {} | - | {} | {} | | |\n", n, kind, m.ok ? fmt_time(m.seconds) : m.error, vs_full,
-                 fmt_mb(m.peak_mb), kind == "full" ? "1.00" : "-");
+      fmt::print("| {} | {} | - | {} | {} |  |  | - | {} | {} |  |  |  |\n", n, kind, m.ok ? fmt_time(m.seconds) : m.error,
+                 vs_full, fmt_mb(m.peak_mb), kind == "full" ? "1.00" : "-");
       out["table3"].push_back({{"n", n}, {"kind", kind}, {"ok", m.ok}, {"error", m.error}, {"seconds", m.seconds},
                                {"peak_mb", m.peak_mb}, {"static_mb", m.static_mb}});
       std::fflush(stdout);
@@ -320,15 +360,20 @@ void run_table3(const BenchOptions& o, json& out) {
       const std::string ratio =
           bf > 0 && bl > 0 ? fmt::format("{:.1f}x", bl / bf) : (m.ok && full_failed ? "full does not fit" : "-");
       const double gflops = m.ok ? o.layers * o.batch * linformer_layer_flops(o, n, k) / m.seconds / 1e9 : NAN;
-      fmt::print("| {} | linformer | {} | {} | {} | {} | {} | {} | {} | {} |\n", n, k, m.ok ? fmt_time(m.seconds) : m.error,
-                 std::isnan(vs_full) ? "-" : fmt::format("{:.2f}x", vs_full),
-                 std::isnan(vs_tiled) ? "-" : fmt::format("{:.2f}x", vs_tiled), fmt_mb(m.peak_mb), ratio,
+      const double paper = paper_speedup(n, k), paper_mem = k == 128 ? paper_memory_ratio(n) : NAN;
+      const double flop_ratio = full_layer_flops(o, n) / linformer_layer_flops(o, n, k);
+      auto times = [](double v) { return std::isnan(v) ? std::string("-") : fmt::format("{:.2g}x", v); };
+      fmt::print("| {} | linformer | {} | {} | {} | {} | {:.2f}x | {} | {} | {} | {} | {} | {} |\n", n, k,
+                 m.ok ? fmt_time(m.seconds) : m.error, std::isnan(vs_full) ? "-" : fmt::format("{:.2f}x", vs_full),
+                 times(paper), flop_ratio, std::isnan(vs_tiled) ? "-" : fmt::format("{:.2f}x", vs_tiled),
+                 fmt_mb(m.peak_mb), ratio, times(paper_mem),
                  std::isnan(gflops) ? "-" : fmt::format("{:.0f}", gflops),
                  std::isnan(gflops) || std::isnan(ceiling) ? "-" : fmt::format("{:.0f}%", 100 * gflops / ceiling));
       out["table3"].push_back({{"n", n}, {"kind", "linformer"}, {"k", k}, {"ok", m.ok}, {"error", m.error},
                                {"seconds", m.seconds}, {"peak_mb", m.peak_mb}, {"static_mb", m.static_mb},
                                {"speedup_vs_full", vs_full}, {"speedup_vs_tiled", vs_tiled},
                                {"batch_ratio_vs_full", bf > 0 && bl > 0 ? bl / bf : NAN}, {"gflops", gflops},
+                               {"paper_speedup", paper}, {"paper_memory_ratio", paper_mem}, {"flop_ratio", flop_ratio},
                                {"share_of_ceiling", gflops / ceiling}});
       std::fflush(stdout);
     }
@@ -417,6 +462,98 @@ void run_bf16_compare(const BenchOptions& o, json& out) {
     }
 }
 
+// Speed-up of this process's thread count over one thread: inference and training step, per
+// n and kind (Linformer at the first --k).
+void run_scaling(const BenchOptions& o, json& out) {
+  const int k = o.k.empty() ? 256 : o.k[0], threads = omp_get_max_threads();
+  fmt::print("\n## Thread scaling: {} threads against 1, batch {}, {} layers, d {}; Linformer k = {}\n\n", threads,
+             o.batch, o.layers, o.d_model, k);
+  fmt::print("| n | kind | mode | 1 thread | {} threads | speed-up |\n|---|---|---|---|---|---|\n", threads);
+  for (int n : o.n)
+    for (const std::string& kind : o.kinds)
+      for (const std::string mode : {"infer", "train"}) {
+        if (kind == "full" && full_attention_gb(o, n, mode == "train") > o.mem_budget_gb) continue;
+        const Measure one = in_child(o, mode, kind, n, k, matmul_precision() == MatmulPrecision::bf16, 1);
+        const Measure many = in_child(o, mode, kind, n, k);
+        const double ratio = one.ok && many.ok ? one.seconds / many.seconds : NAN;
+        fmt::print("| {} | {} | {} | {} | {} | {} |\n", n, kind, mode == "infer" ? "inference" : "training step",
+                   one.ok ? fmt_time(one.seconds) : one.error, many.ok ? fmt_time(many.seconds) : many.error,
+                   std::isnan(ratio) ? "-" : fmt::format("{:.2f}x", ratio));
+        out["scaling"].push_back({{"n", n}, {"kind", kind}, {"k", k}, {"mode", mode}, {"threads", threads},
+                                  {"seconds_1", one.seconds}, {"seconds_n", many.seconds}, {"speedup", ratio}});
+        std::fflush(stdout);
+      }
+}
+
+// Largest n whose training step fits the memory budget, per kind: peak RSS of one step at three
+// small n (the first three of --n), a fit through them (quadratic for full attention, whose
+// n x n buffers dominate; linear for the others, least squares), the largest multiple of 256
+// the fit allows, then one real step there to check (stepping down 10% while it does not fit).
+void run_max_train_n(const BenchOptions& o, json& out) {
+  const int k = o.k.empty() ? 256 : o.k[0];
+  if (o.n.size() < 3) throw ConfigError("bench --max-train-n: give at least three --n values to fit memory against n");
+  const std::vector<int> probe(o.n.begin(), o.n.begin() + 3);
+  const double budget_mb = o.mem_budget_gb * 1000;  // GB = 1e9 bytes, MB as getrusage reports (KiB / 1024)
+  fmt::print("\n## Largest trainable n in {:g} GB: training step, batch {}, {} layers, d {}; Linformer k = {}\n\n",
+             o.mem_budget_gb, o.batch, o.layers, o.d_model, k);
+  fmt::print("Peak RSS of one step at n = {}, {}, {}, fitted (quadratic for full attention, linear otherwise); the "
+             "largest n (multiple of 256) the fit allows is then run once to check.\n\n",
+             probe[0], probe[1], probe[2]);
+  fmt::print("| kind | peak MB at n = {}, {}, {} | MB per 1k tokens (slope) | fitted largest n | checked n | "
+             "peak MB there | step time |\n|---|---|---|---|---|---|---|\n",
+             probe[0], probe[1], probe[2]);
+  for (const std::string& kind : o.kinds) {
+    std::vector<double> peak;
+    for (int n : probe) {
+      const Measure m = in_child(o, "train-once", kind, n, k);
+      if (!m.ok) throw Error(fmt::format("bench --max-train-n: {} at n = {}: {}", kind, n, m.error));
+      peak.push_back(m.peak_mb * 1.048576);  // MiB -> MB
+    }
+    // Fit peak(n) = a + b n (+ c n^2 for full attention).
+    double a, b, c = 0.0;
+    const double x0 = probe[0], x1 = probe[1], x2 = probe[2];
+    if (kind == "full") {
+      const double d1 = (peak[1] - peak[0]) / (x1 - x0), d2 = (peak[2] - peak[1]) / (x2 - x1);
+      c = (d2 - d1) / (x2 - x0);
+      b = d1 - c * (x0 + x1);
+      a = peak[0] - b * x0 - c * x0 * x0;
+    } else {
+      const double mx = (x0 + x1 + x2) / 3, my = (peak[0] + peak[1] + peak[2]) / 3;
+      double sxy = 0, sxx = 0;
+      for (int i = 0; i < 3; ++i) {
+        sxy += (probe[i] - mx) * (peak[i] - my);
+        sxx += (probe[i] - mx) * (probe[i] - mx);
+      }
+      b = sxy / sxx;
+      a = my - b * mx;
+    }
+    auto fitted = [&](double n) { return a + b * n + c * n * n; };
+    int n_fit = 256;
+    while (fitted(n_fit + 256) <= budget_mb && n_fit < (1 << 22)) n_fit += 256;
+    // Check; while it does not fit, aim again along the line through the largest probe and the
+    // last attempt (a secant step), or at 80% after a crash.
+    int n_check = n_fit;
+    Measure m;
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      m = in_child(o, "train-once", kind, n_check, k);
+      const double got = m.peak_mb * 1.048576;
+      if (m.ok && got <= budget_mb) break;
+      double next = 0.8 * n_check;
+      if (m.ok && got > peak[2] && n_check > x2) next = x2 + (budget_mb - peak[2]) / (got - peak[2]) * (n_check - x2) * 0.98;
+      n_check = std::max(256, std::min((int)next, n_check - 256) / 256 * 256);
+    }
+    const bool ok = m.ok && m.peak_mb * 1.048576 <= budget_mb;
+    fmt::print("| {} | {:.0f}, {:.0f}, {:.0f} | {:.1f} | {} | {} | {} | {} |\n", kind, peak[0], peak[1], peak[2],
+               (fitted(x2) - fitted(x1)) / (x2 - x1) * 1000, n_fit, ok ? std::to_string(n_check) : "none fits",
+               ok ? fmt::format("{:.0f}", m.peak_mb * 1.048576) : "-", ok ? fmt_time(m.seconds) : m.error);
+    out["max_train_n"].push_back({{"kind", kind}, {"k", k}, {"probe_n", probe}, {"probe_peak_mb", peak},
+                                  {"fit", {a, b, c}}, {"fitted_n", n_fit}, {"checked_n", ok ? n_check : 0},
+                                  {"checked_peak_mb", ok ? m.peak_mb * 1.048576 : NAN}, {"step_seconds", m.seconds},
+                                  {"budget_gb", o.mem_budget_gb}});
+    std::fflush(stdout);
+  }
+}
+
 }  // namespace
 
 CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
@@ -426,6 +563,9 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
   cmd->add_flag("--train-step", o.train_step, "Training-step time and memory for each attention kind");
   cmd->add_flag("--bf16-compare", o.bf16_compare,
                 "bf16 mode against float32: inference and training-step time, logit error (AVX512_BF16 CPUs)");
+  cmd->add_flag("--scaling", o.scaling, "Thread scaling: inference and training step at --threads against 1 thread");
+  cmd->add_flag("--max-train-n", o.max_train_n,
+                "Largest n a training step fits in --mem-budget-gb, per kind (fit from the first three --n, then checked)");
   cmd->add_option("--n", o.n, "Sequence lengths")->delimiter(',')->capture_default_str();
   cmd->add_option("--k", o.k, "Linformer projected lengths")->delimiter(',')->capture_default_str();
   cmd->add_option("--kinds", o.kinds, "Attention kinds (full, tiled, linformer)")
@@ -455,13 +595,14 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
 void run_bench(const BenchOptions& o, int threads) {
   const int nthreads = apply_threads(threads);
   if (!o.child_mode.empty()) {
-    auto r = o.child_mode == "train" ? time_train_step(o, o.child_kind, o.child_n, o.child_k)
-                                     : time_inference(o, o.child_kind, o.child_n, o.child_k);
+    auto r = o.child_mode == "infer" ? time_inference(o, o.child_kind, o.child_n, o.child_k)
+                                     : time_train_step(o, o.child_kind, o.child_n, o.child_k, o.child_mode == "train-once");
     fmt::print("RESULT {:.9f} {:.3f}\n", r.first, r.second);
     return;
   }
-  if (!o.ceiling && !o.table3 && !o.train_step && !o.bf16_compare)
-    throw ConfigError("bench: choose at least one of --ceiling, --table3, --train-step, --bf16-compare");
+  if (!o.ceiling && !o.table3 && !o.train_step && !o.bf16_compare && !o.scaling && !o.max_train_n)
+    throw ConfigError(
+        "bench: choose at least one of --ceiling, --table3, --train-step, --bf16-compare, --scaling, --max-train-n");
   const bool bf16 = matmul_precision() == MatmulPrecision::bf16;
   fmt::print("# linformer bench\n\nCPU: {} ({} hardware threads); OpenMP threads: {}; matmul precision: {}\n",
              cpu_name(), std::thread::hardware_concurrency(), nthreads, bf16 ? "bf16 (--bf16)" : "float32");
@@ -472,6 +613,8 @@ void run_bench(const BenchOptions& o, int threads) {
   if (o.table3) run_table3(o, out);
   if (o.train_step) run_train_step(o, out);
   if (o.bf16_compare) run_bf16_compare(o, out);
+  if (o.scaling) run_scaling(o, out);
+  if (o.max_train_n) run_max_train_n(o, out);
   if (!o.json.empty()) {
     const std::string tmp = o.json + ".tmp";
     std::ofstream(tmp) << out.dump(2) << "\n";

@@ -65,6 +65,7 @@ void run_forward(const ForwardOptions& opt, int threads) {
   const Batch batch = Batch::from_sequences(seqs);
   const int nthreads = apply_threads(threads);
   model->eval();
+  model->set_inference_only(true);
 
   using clock = std::chrono::steady_clock;
   double first_ms = 0, best_ms = 0;

@@ -114,6 +114,7 @@ void run_fill_mask(const FillMaskOptions& o, int threads) {
   Tokenizer tok(tok_path);
   auto model = load_trained_model(o.model);
   model->eval();
+  model->set_inference_only(true);
   // Split the text at each <mask>, encode the pieces, and join them with the mask id.
   std::vector<int32_t> ids{kBosId};
   std::vector<size_t> mask_pos;

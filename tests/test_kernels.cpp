@@ -559,6 +559,30 @@ TEST(LayerNorm, ReferenceGradientMatchesFiniteDifferences) {
     }
 }
 
+// The inference path's fused residual + LayerNorm: LN(a + r) against the reference LayerNorm of
+// the sum in double, with out aliasing a, r or neither.
+TEST(LayerNorm, ResidualLayerNormMatchesReference) {
+  Worst worst("residual_layernorm_forward", kSumTol);
+  Rng rng(43);
+  for (int T : {1, 3, 17})
+    for (int d : {1, 8, 65, 768})
+      for (int alias : {0, 1, 2}) {
+        Vf a = rng.normal((size_t)T * d, 2.0f), r = rng.normal((size_t)T * d, 2.0f);
+        Vf w = rng.vec(d, 0.5f, 1.5f), b = rng.vec(d);
+        Vd sum((size_t)T * d), outd(sum.size()), md(T), rd(T);
+        for (size_t i = 0; i < sum.size(); ++i) sum[i] = (double)(a[i] + r[i]);
+        ref::layernorm_forward(outd.data(), md.data(), rd.data(), sum.data(), to_d(w).data(), to_d(b).data(), T, d,
+                               1e-5);
+        Vf out(sum.size(), kNaN), mean(T), rstd(T);
+        float* o = alias == 1 ? a.data() : alias == 2 ? r.data() : out.data();
+        fast::residual_layernorm_forward(o, mean.data(), rstd.data(), a.data(), r.data(), w.data(), b.data(), T, d,
+                                         1e-5f);
+        const std::string where = cat("T=", T, " d=", d, " alias=", alias);
+        worst.add(rel_err(o, outd.data(), sum.size()), where);
+        worst.add(rel_err(mean.data(), md.data(), T), where + " mean");
+      }
+}
+
 TEST(LayerNorm, StableOnHugeAndConstantRows) {
   Rng rng(42);
   const int d = 65;
@@ -624,6 +648,63 @@ TEST(Gelu, MatchesReference) {
         wb.add(rel_err(dx, dxd, kTerm), where);
       }
     }
+}
+
+// The fused FFN step: y += b (kept for backward) and out = GELU(y), against the reference GELU
+// of y + b in double; aliased (inference) and separate (training) outputs.
+TEST(Gelu, BiasGeluMatchesReference) {
+  Worst worst("bias_gelu_forward", kElemTol);
+  Rng rng(52);
+  for (int T : {1, 5, 33})
+    for (int C : {1, 7, 64, 3072})
+      for (bool alias : {false, true}) {
+        Vf y = rng.normal((size_t)T * C, 3.0f), b = rng.vec(C);
+        Vd pre((size_t)T * C), outd((size_t)T * C);
+        for (int t = 0; t < T; ++t)
+          for (int c = 0; c < C; ++c) pre[(size_t)t * C + c] = (double)(y[(size_t)t * C + c] + b[c]);
+        ref::gelu_forward(outd.data(), pre.data(), pre.size());
+        const std::string where = cat("T=", T, " C=", C, " alias=", alias);
+        if (alias) {
+          fast::bias_gelu_forward(y.data(), y.data(), b.data(), T, C);
+          worst.add(rel_err(y, outd, kTerm), where);
+        } else {
+          Vf out(y.size(), kNaN);
+          fast::bias_gelu_forward(out.data(), y.data(), b.data(), T, C);
+          worst.add(rel_err(out, outd, kTerm), where);
+          worst.add(rel_err(y, pre, kTerm), where + " (kept pre-activation)");
+        }
+      }
+}
+
+// A diverged model hands GELU and softmax NaN and infinities: they must come out as NaN (so the
+// trainer sees the NaN loss and stops) and never go through an undefined float-to-int conversion
+// (the sanitizer build checks that part).
+TEST(Gelu, NonFiniteInputsGiveNanOrTheLimit) {
+  const float inf = std::numeric_limits<float>::infinity();
+  Vf x = {kNaN, -kNaN, inf, -inf, 1e30f, -1e30f, 3e38f, -3e38f, 1.0f};
+  Vf out(x.size()), dx(x.size()), dout(x.size(), 1.0f);
+  fast::gelu_forward(out.data(), x.data(), x.size());
+  fast::gelu_backward(dx.data(), x.data(), dout.data(), x.size());
+  EXPECT_TRUE(std::isnan(out[0]) && std::isnan(out[1]));
+  EXPECT_TRUE(std::isnan(dx[0]) && std::isnan(dx[1]));
+  EXPECT_EQ(out[4], 1e30f);  // GELU(x) = x for large x
+  EXPECT_EQ(out[5], 0.0f);   // and 0 for very negative x
+  EXPECT_EQ(out[6], 3e38f);
+  EXPECT_NEAR(out[8], 0.8413447f, 1e-6f);
+  for (size_t i = 4; i < x.size(); ++i) EXPECT_TRUE(std::isfinite(dx[i])) << "x=" << x[i];
+}
+
+TEST(Softmax, NanScoresGiveNanRows) {
+  const int cols = 5;
+  Vf S = {0.0f, 1.0f, kNaN, 2.0f, 3.0f, /* second row is finite */ 0.0f, 1.0f, 2.0f, 3.0f, 4.0f};
+  Vf P(S.size());
+  fast::softmax_forward(P.data(), S.data(), 2, cols, nullptr);
+  bool any_nan = false;
+  for (int c = 0; c < cols; ++c) any_nan |= std::isnan(P[c]);
+  EXPECT_TRUE(any_nan) << "a NaN score must not vanish from its row";
+  float sum = 0.0f;
+  for (int c = 0; c < cols; ++c) sum += P[cols + c];
+  EXPECT_NEAR(sum, 1.0f, 1e-6f);
 }
 
 TEST(Gelu, ReferenceGradientMatchesFiniteDifferences) {

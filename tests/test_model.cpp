@@ -565,3 +565,109 @@ TEST(Model, ClassificationWeightsScaleLossAndGradients) {
   EXPECT_THROW(m.forward_cls(b, labels, 0, {1.0f, -1.0f}), InputError);          // negative
   EXPECT_THROW(m.forward_cls(b, labels, 0, {1.0f, std::nanf("")}), InputError);  // not a number
 }
+
+// Inference-only mode (Model::set_inference_only) gives the eval-mode results of the normal
+// forward: hidden states, MLM logits and classification logits, for every attention kind and
+// the window projections, with padding, and with more rows than one FFN block (1024).
+TEST(Model, InferenceOnlyEqualsEvalForward) {
+  struct Case {
+    AttentionKind kind;
+    ProjKind proj;
+    int n;
+  };
+  const Case cases[] = {{AttentionKind::Full, ProjKind::Learned, 13},
+                        {AttentionKind::Tiled, ProjKind::Learned, 13},
+                        {AttentionKind::Linformer, ProjKind::Learned, 13},
+                        {AttentionKind::Linformer, ProjKind::Mean, 12},
+                        {AttentionKind::Linformer, ProjKind::Conv, 12},
+                        {AttentionKind::Linformer, ProjKind::Learned, 600}};  // B*n = 1200 rows
+  double worst = 0;
+  for (const Case& cs : cases) {
+    ModelConfig c = tiny(cs.kind);
+    c.max_len = cs.n;
+    c.projection = cs.proj;
+    c.k = {cs.proj == ProjKind::Learned ? 6 : 4};
+    c.n_layers = 3;
+    c.num_labels = 3;
+    c.dropout = 0.1f;  // off in eval and in inference-only mode alike
+    Model m(c);
+    m.init(11);
+    m.eval();
+    Batch b = Batch::from_sequences({random_ids(cs.n, c.vocab_size, 1), random_ids(cs.n / 2, c.vocab_size, 2)});
+    const size_t Td = (size_t)b.B * b.n * c.d_model, TV = (size_t)b.B * b.n * c.vocab_size;
+    const float* h = m.encode(b);
+    std::vector<float> hidden(h, h + Td);
+    const float* lg = m.forward_mlm_logits(b);
+    std::vector<float> logits(lg, lg + TV);
+    const float* cl = m.forward_cls_logits(b);
+    std::vector<float> cls(cl, cl + (size_t)b.B * c.num_labels);
+    m.set_inference_only(true);
+    for (int pass = 0; pass < 2; ++pass) {  // the second pass reuses the lent buffers
+      const double eh = max_abs_diff(hidden.data(), m.encode(b), Td);
+      const double el = max_abs_diff(logits.data(), m.forward_mlm_logits(b), TV);
+      const double ec = max_abs_diff(cls.data(), m.forward_cls_logits(b), cls.size());
+      std::printf("[inference-only] %s %s n=%d pass %d: worst abs diff hidden %.3g, logits %.3g, cls %.3g\n",
+                  to_string(cs.kind), to_string(cs.proj), cs.n, pass, eh, el, ec);
+      worst = std::max({worst, eh, el, ec});
+      EXPECT_LT(std::max({eh, el, ec}), 2e-5);
+    }
+  }
+  std::printf("[inference-only] worst abs diff over all cases %.3g\n", worst);
+}
+
+// Inference-only mode keeps nothing for backward: backward and attention_probs refuse with a
+// clear error, and once the mode is off again training gives the gradients of a model that
+// never used it.
+TEST(Model, InferenceOnlyRefusesBackwardAndThenTrainsNormally) {
+  ModelConfig c = tiny(AttentionKind::Linformer);
+  Batch b = Batch::from_sequences({random_ids(11, c.vocab_size, 3), random_ids(7, c.vocab_size, 4)});
+  std::vector<int32_t> labels(b.ids.size(), kIgnoreIndex);
+  for (size_t i = 0; i < labels.size(); i += 3) labels[i] = b.ids[i];
+  Model plain(c), m(c);
+  plain.init(5);
+  m.init(5);
+  m.set_inference_only(true);
+  m.forward_mlm(b, labels);
+  try {
+    m.backward();
+    ADD_FAILURE() << "backward after an inference-only forward";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("inference-only"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(m.attention_probs(0), Error);
+  m.set_inference_only(false);
+  EXPECT_NEAR(m.forward_mlm(b, labels), plain.forward_mlm(b, labels), 1e-6);
+  m.backward();
+  plain.backward();
+  double worst = 0;
+  for (int i = 0; i < m.params().size(); ++i)
+    worst = std::max(worst, max_abs_diff(m.params().grad(i), plain.params().grad(i), m.params().info(i).numel));
+  std::printf("[inference-only] gradients after the mode is off: worst abs diff %.3g\n", worst);
+  EXPECT_EQ(worst, 0.0);
+  EXPECT_NO_THROW(m.attention_probs(0));
+}
+
+// The point of the mode: peak memory no longer grows with the layer count. Six layers at
+// n = 16384 (d 32, d_ff 128): the normal eval forward keeps about 36 MB per layer (200+ MB);
+// inference-only needs two [n, d] buffers, one layer's attention buffers and an FFN block.
+TEST(Model, InferenceOnlyMemoryDoesNotGrowWithLayers) {
+  ModelConfig c = tiny(AttentionKind::Linformer);
+  c.max_len = 16384;
+  c.d_model = 32;
+  c.n_heads = 2;
+  c.d_ff = 128;
+  c.n_layers = 6;
+  c.k = {16};
+  c.vocab_size = 8;
+  Model m(c);
+  m.init(1);
+  m.eval();
+  m.set_inference_only(true);
+  Batch b = Batch::from_sequences({random_ids(c.max_len, c.vocab_size, 1)});
+  const long before = peak_rss_kb();
+  m.encode(b);
+  const long grown_mb = (peak_rss_kb() - before) / 1024;
+  std::printf("[memory] n=16384, 6 layers, inference-only encode: peak RSS growth %ld MB (normal eval: ~216 MB)\n",
+              grown_mb);
+  EXPECT_LT(grown_mb, 40);
+}

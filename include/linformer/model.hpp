@@ -61,6 +61,14 @@ class Model {
 
   void zero_grad() { params_.zero_grad(); }
 
+  // Inference only (like PyTorch's no_grad): forward passes keep nothing for backward. The layers
+  // then share their buffers, the FFN runs in blocks of rows and attention keeps one score block
+  // per thread, so peak memory is the parameters plus a few [B*n, d] buffers instead of a dozen
+  // per layer (docs/BENCHMARKS.md). Dropout is off; backward() and attention_probs() refuse.
+  // Results equal the normal eval-mode forward up to float rounding.
+  void set_inference_only(bool on);
+  bool inference_only() const { return inference_only_; }
+
   // Runs the encoder; returns hidden states [B, n, d] (valid until the next forward).
   // Throws InputError for ids outside the vocabulary, n > max_len, or a sequence with no real token.
   const float* encode(const Batch& batch);
@@ -98,13 +106,35 @@ class Model {
 
  private:
   void mlm_head_forward(const float* x, int rows);
+  const float* encode_inference_only();
   struct Impl;
   ModelConfig cfg_;
   ParamTable params_;
   std::unique_ptr<Impl> impl_;
   bool training_ = false;
+  bool inference_only_ = false;
   uint64_t dropout_seed_ = 0x5eed;
   uint64_t dropout_counter_ = 0;
+};
+
+// Eval and inference-only mode for one scope (validation loops); the previous modes come back
+// at its end.
+class InferenceScope {
+ public:
+  explicit InferenceScope(Model& m) : m_(m), was_training_(m.is_training()), was_inference_only_(m.inference_only()) {
+    m_.eval();
+    m_.set_inference_only(true);
+  }
+  ~InferenceScope() {
+    m_.set_inference_only(was_inference_only_);
+    m_.train(was_training_);
+  }
+  InferenceScope(const InferenceScope&) = delete;
+  InferenceScope& operator=(const InferenceScope&) = delete;
+
+ private:
+  Model& m_;
+  bool was_training_, was_inference_only_;
 };
 
 }  // namespace linformer

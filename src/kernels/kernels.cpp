@@ -115,6 +115,31 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* x, con
   }
 }
 
+void residual_layernorm_forward(float* out, float* mean, float* rstd, const float* a, const float* r,
+                                const float* w, const float* b, int T, int d, float eps) {
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < T; ++t) {
+    const float* ar = a + (size_t)t * d;
+    const float* rr = r + (size_t)t * d;
+    float* o = out + (size_t)t * d;
+    double s = 0.0;
+    for (int c = 0; c < d; ++c) {
+      o[c] = ar[c] + rr[c];
+      s += o[c];
+    }
+    const float m = (float)(s / d);
+    double v = 0.0;
+    for (int c = 0; c < d; ++c) {
+      const float z = o[c] - m;
+      v += (double)z * z;
+    }
+    const float rs = 1.0f / std::sqrt((float)(v / d) + eps);
+    for (int c = 0; c < d; ++c) o[c] = (o[c] - m) * rs * w[c] + b[c];
+    mean[t] = m;
+    rstd[t] = rs;
+  }
+}
+
 void layernorm_backward(float* dx, float* dw, float* db, const float* dout, const float* x, const float* mean,
                         const float* rstd, const float* w, int T, int d) {
   // dx: per row, independent.
@@ -167,7 +192,10 @@ namespace {
 // Below x = -87 (e^x < 1.7e-38, the smallest normal floats) it returns 0; above 88 about 1.7e38
 // (instead of infinity; softmax and GELU never pass such values); NaN gives NaN.
 inline float exp_vec(float x_in) {
-  const float x = std::min(std::max(x_in, -87.0f), 88.0f);
+  // NaN goes through the arithmetic as 0 (converting NaN to an integer is undefined) and comes
+  // back as NaN at the end, so that a diverged loss is still seen as NaN.
+  const bool is_nan = x_in != x_in;
+  const float x = is_nan ? 0.0f : std::min(std::max(x_in, -87.0f), 88.0f);
   // round(x / ln 2) as a truncation of a positive number: std::floor would stop vectorization
   const int32_t ki = (int32_t)(x * 1.44269504088896341f + 128.5f) - 128;
   const float k = (float)ki;
@@ -177,7 +205,7 @@ inline float exp_vec(float x_in) {
   const int32_t bits = (ki + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, 4);
-  return x_in < -87.0f ? 0.0f : p * scale;
+  return is_nan ? x_in : (x_in < -87.0f ? 0.0f : p * scale);
 }
 
 // erfc(z) for any z: Chebyshev fit erfc(a) = t exp(-a^2 - 1.26551223 + t P(t)), t = 1 / (1 + a/2),
@@ -228,6 +256,20 @@ static void split_over_threads(size_t N, Part part) {
 
 void gelu_forward(float* out, const float* x, size_t N) {
   split_over_threads(N, [&](size_t b, size_t e) { gelu_forward_part(out + b, x + b, e - b); });
+}
+
+void bias_gelu_forward(float* out, float* y, const float* b, int T, int C) {
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < T; ++t) {
+    float* yr = y + (size_t)t * C;
+    float* o = out + (size_t)t * C;
+#pragma omp simd
+    for (int c = 0; c < C; ++c) {
+      const float v = yr[c] + b[c];
+      yr[c] = v;
+      o[c] = 0.5f * v * erfc_vec(-v * kInvSqrt2);
+    }
+  }
 }
 
 void gelu_backward(float* dx, const float* x, const float* dout, size_t N) {

@@ -56,12 +56,20 @@ void embedding_backward(float* dtok, float* dpos, const float* dout, const int32
 // out[T,d] = (x - mean) * rstd * w + b, per row; saves mean[T], rstd[T] for backward.
 void layernorm_forward(float* out, float* mean, float* rstd, const float* x, const float* w, const float* b,
                        int T, int d, float eps);
+// out = LayerNorm(a + r): the residual sum and the normalisation in one pass over each row (the
+// sum is not kept, so this is for inference; mean and rstd are written as by layernorm_forward).
+// out may alias a or r.
+void residual_layernorm_forward(float* out, float* mean, float* rstd, const float* a, const float* r,
+                                const float* w, const float* b, int T, int d, float eps);
 // dx[T,d] is overwritten; dw[d], db[d] are accumulated.
 void layernorm_backward(float* dx, float* dw, float* db, const float* dout, const float* x, const float* mean,
                         const float* rstd, const float* w, int T, int d);
 
 // GELU, exact erf form: 0.5 x (1 + erf(x / sqrt 2)). out may alias x.
 void gelu_forward(float* out, const float* x, size_t N);
+// y[T,C] += b[C] (y keeps the pre-activation for backward) and out = GELU(y), in one pass: the
+// bias and the activation of the FFN's first map. out may alias y (then y is not kept).
+void bias_gelu_forward(float* out, float* y, const float* b, int T, int C);
 // dx = dout * gelu'(x). dx may alias dout.
 void gelu_backward(float* dx, const float* x, const float* dout, size_t N);
 

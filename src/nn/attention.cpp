@@ -13,6 +13,8 @@
 #include <cmath>
 #include <cstring>
 
+#include <omp.h>
+
 #include "kernels/kernels.hpp"
 
 namespace linformer {
@@ -39,7 +41,9 @@ class AttentionCore : public Attention {
     make_context(x, s);  // fills kc_, vc_ ([B, kk, d]) and sets kk_
     const int kk = kk_;
     const size_t block = (size_t)s.n * kk;  // one (b, head) score block
-    float* P = grow(p_buf_, (size_t)s.B * h_ * block);
+    // Inference only: one score block per thread, not one per (sequence, head).
+    const size_t blocks = inference_only_ ? (size_t)std::min(omp_get_max_threads(), s.B * h_) : (size_t)s.B * h_;
+    float* P = grow(p_buf_, blocks * block);
     float* ctx = grow(ctx_, (size_t)T * d_);
     const float scale = 1.0f / std::sqrt((float)dh_);
     const uint8_t* key_mask = context_mask(s);  // [B, kk] or null
@@ -53,7 +57,7 @@ class AttentionCore : public Attention {
       const float* qb = q + (size_t)b * s.n * d_ + i * dh_;
       const float* kb = kc_.data() + (size_t)b * kk * d_ + i * dh_;
       const float* vb = vc_.data() + (size_t)b * kk * d_ + i * dh_;
-      float* Pb = P + bh * block;
+      float* Pb = P + (inference_only_ ? (size_t)omp_get_thread_num() : (size_t)bh) * block;
       matmul(false, true, s.n, kk, dh_, scale, qb, d_, kb, d_, 0.0f, Pb, kk);
       softmax_forward(Pb, Pb, s.n, kk, key_mask ? key_mask + (size_t)b * kk : nullptr);
       float* Pdb = Pb;
@@ -109,8 +113,14 @@ class AttentionCore : public Attention {
   }
 
   const float* probs(int* cols) const override {
-    *cols = kk_;
-    return p_buf_.data();
+    *cols = inference_only_ ? 0 : kk_;
+    return inference_only_ ? nullptr : p_buf_.data();
+  }
+
+  std::vector<std::vector<float>*> forward_buffers() override {
+    std::vector<std::vector<float>*> v = {&q_, &kc_, &vc_, &p_buf_, &ctx_};
+    add_forward_buffers(v);
+    return v;
   }
 
  protected:
@@ -121,6 +131,8 @@ class AttentionCore : public Attention {
                                 const AttnShape& s) = 0;
   // Which context keys are real, [B, kk] (padded keys get probability 0), or null: all are.
   virtual const uint8_t* context_mask(const AttnShape& s) const = 0;
+  // Large forward buffers of the kind itself (see forward_buffers).
+  virtual void add_forward_buffers(std::vector<std::vector<float>*>&) {}
 
   ParamTable& pt_;
   QkvoParams p_;
@@ -172,6 +184,10 @@ class LinformerAttention : public AttentionCore {
   // Padding is zeroed (or skipped) before projecting; only window kinds have empty projected rows.
   const uint8_t* context_mask(const AttnShape&) const override {
     return window_ > 0 ? win_mask_.data() : nullptr;
+  }
+
+  void add_forward_buffers(std::vector<std::vector<float>*>& v) override {
+    v.insert(v.end(), {&xm_, &kfull_, &vfull_});
   }
 
   bool pooled() const { return proj_.kind == ProjKind::Mean || proj_.kind == ProjKind::Max; }

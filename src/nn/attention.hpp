@@ -33,6 +33,16 @@ class Attention {
     *cols = 0;
     return nullptr;
   }
+
+  // Inference only (Model::set_inference_only): no backward follows, so forward may keep less
+  // (score blocks per thread instead of per sequence and head) and probs() has nothing.
+  void set_inference_only(bool on) { inference_only_ = on; }
+  // The large buffers forward writes ([T, d] maps, score blocks). In inference-only mode the
+  // model swaps one set of them into each layer's module in turn, so that the layers share it.
+  virtual std::vector<std::vector<float>*> forward_buffers() = 0;
+
+ protected:
+  bool inference_only_ = false;
 };
 
 // Indices of the q/k/v/out maps in the ParamTable (common to every kind).

@@ -81,7 +81,13 @@ struct Model::Impl {
   // Gradient workspace
   std::vector<float> dlogits, dz, dh, dx, dtmp, dres, dup, dattn;
 
-  const float* hidden() const { return acts.empty() ? x0.data() : acts.back().out.data(); }
+  // Inference-only mode: the attention buffers lent to each layer in turn, the FFN's block of rows.
+  std::vector<std::vector<float>> attn_scratch;
+  std::vector<float> ffn_block;
+  bool last_inference_only = false;
+  const float* last_hidden = nullptr;
+
+  const float* hidden() const { return last_hidden; }
 };
 
 Model::Model(const ModelConfig& cfg) : cfg_(cfg), impl_(std::make_unique<Impl>()) {
@@ -254,6 +260,8 @@ const float* Model::encode(const Batch& batch) {
   m.training = training_;
   m.seed = dropout_seed_;
   m.counter = dropout_counter_;
+  m.last_inference_only = inference_only_;
+  if (inference_only_) return encode_inference_only();
   if (training_) ++dropout_counter_;
   const float p = training_ ? cfg_.dropout : 0.0f;
   const float pa = training_ ? cfg_.attention_dropout : 0.0f;
@@ -285,9 +293,9 @@ const float* Model::encode(const Batch& batch) {
                       cfg_.layer_norm_eps);
     // FFN block: out = LN(x1 + Dropout(W_down GELU(W_up x1)))
     float* up = grow(a.up, (size_t)T * f);
-    linear_forward(up, x1, pt.data(lp.up_w), pt.data(lp.up_b), T, d, f);
+    linear_forward(up, x1, pt.data(lp.up_w), nullptr, T, d, f);
     float* act = grow(a.act, (size_t)T * f);
-    gelu_forward(act, up, (size_t)T * f);
+    bias_gelu_forward(act, up, pt.data(lp.up_b), T, f);  // up keeps x1 W_up^T + b for backward
     float* down = grow(a.down, Td);
     linear_forward(down, act, pt.data(lp.down_w), pt.data(lp.down_b), T, f, d);
     float* res2 = grow(a.res2, Td);
@@ -298,6 +306,55 @@ const float* Model::encode(const Batch& batch) {
                       pt.data(lp.ln2_b), T, d, cfg_.layer_norm_eps);
     x = a.out.data();
   }
+  m.last_hidden = x;
+  return x;
+}
+
+void Model::set_inference_only(bool on) {
+  inference_only_ = on;
+  for (auto& a : impl_->attn) a->set_inference_only(on);
+  if (!on) impl_->attn_scratch.clear();  // give the shared buffers back
+}
+
+// The encoder with nothing kept for backward (set_inference_only): two [T, d] buffers for all
+// layers (x: the layer's input, then its output; y: the attention block's output), one set of
+// attention buffers swapped into each layer's module in turn, the FFN in blocks of rows, and
+// the residual sums fused into their LayerNorm. No dropout (inference).
+const float* Model::encode_inference_only() {
+  Impl& m = *impl_;
+  const int d = cfg_.d_model, f = cfg_.d_ff, T = m.batch.B * m.batch.n;
+  const size_t Td = (size_t)T * d;
+  const float eps = cfg_.layer_norm_eps;
+  ParamTable& pt = params_;
+  float* x = grow(m.x0, Td);
+  float* y = grow(m.emb, Td);
+  float* mean = grow(m.emb_mean, T);
+  float* rstd = grow(m.emb_rstd, T);
+  embedding_forward(y, m.batch.ids.data(), pt.data(m.tok), pt.data(m.pos), m.batch.B, m.batch.n, d);
+  layernorm_forward(x, mean, rstd, y, pt.data(m.embln_w), pt.data(m.embln_b), T, d, eps);
+  // Rows per FFN block: its [rows, d_ff] activations stay small (12 MB at d_ff 3072) while the
+  // matmuls keep enough rows to run at full speed.
+  const int block_rows = std::min(T, 1024);
+  float* up = grow(m.ffn_block, (size_t)block_rows * f);
+  for (int l = 0; l < cfg_.n_layers; ++l) {
+    const LayerParams& lp = m.layers[l];
+    Attention& attn = *m.attn[l];
+    std::vector<std::vector<float>*> bufs = attn.forward_buffers();
+    if (m.attn_scratch.size() < bufs.size()) m.attn_scratch.resize(bufs.size());
+    for (size_t i = 0; i < bufs.size(); ++i) std::swap(*bufs[i], m.attn_scratch[i]);
+    attn.forward(y, x, m.shape, false, 0);
+    for (size_t i = 0; i < bufs.size(); ++i) std::swap(*bufs[i], m.attn_scratch[i]);
+    residual_layernorm_forward(y, mean, rstd, y, x, pt.data(lp.ln1_w), pt.data(lp.ln1_b), T, d, eps);
+    // x = LN(y + W_down GELU(W_up y + b_up) + b_down), x free to hold the FFN's output.
+    for (int r0 = 0; r0 < T; r0 += block_rows) {
+      const int rows = std::min(block_rows, T - r0);
+      linear_forward(up, y + (size_t)r0 * d, pt.data(lp.up_w), nullptr, rows, d, f);
+      bias_gelu_forward(up, up, pt.data(lp.up_b), rows, f);
+      linear_forward(x + (size_t)r0 * d, up, pt.data(lp.down_w), pt.data(lp.down_b), rows, f, d);
+    }
+    residual_layernorm_forward(x, mean, rstd, x, y, pt.data(lp.ln2_w), pt.data(lp.ln2_b), T, d, eps);
+  }
+  m.last_hidden = x;
   return x;
 }
 
@@ -310,6 +367,8 @@ AttentionProbs Model::attention_probs(int layer) const {
   if (layer < 0 || layer >= cfg_.n_layers)
     throw Error(fmt::format("attention_probs: layer {} is out of range [0, {})", layer, cfg_.n_layers));
   if (m.batch.B == 0) throw Error("attention_probs: no forward pass has run yet");
+  if (m.last_inference_only)
+    throw Error("attention_probs: the last forward ran in inference-only mode, which keeps no probabilities");
   AttentionProbs p;
   p.data = m.attn[layer]->probs(&p.cols);
   if (!p.data)
@@ -394,7 +453,7 @@ const float* Model::forward_cls_logits(const Batch& batch) {
       for (int c = 0; c < d; ++c) o[c] /= len;
     }
   }
-  const float p = training_ ? cfg_.dropout : 0.0f;
+  const float p = training_ && !inference_only_ ? cfg_.dropout : 0.0f;
   // Sites after the encoder's: counter already advanced by encode, so reuse m.counter with high sites.
   const uint64_t base = 1u << 20;
   dropout_forward(grow(m.pooled_d, (size_t)B * d), grow(m.cls_keep1, (size_t)B * d), pooled, (size_t)B * d, p,
@@ -440,6 +499,8 @@ float Model::forward_cls(const Batch& batch, const std::vector<int32_t>& labels,
 void Model::backward() {
   Impl& m = *impl_;
   if (m.loss_kind == LossKind::None) throw Error("backward() called without a preceding forward_mlm/forward_cls");
+  if (m.last_inference_only)
+    throw Error("backward(): the last forward ran in inference-only mode (set_inference_only(false) before it)");
   const int d = cfg_.d_model, f = cfg_.d_ff, V = cfg_.vocab_size;
   const int B = m.batch.B, n = m.batch.n, T = B * n;
   const size_t Td = (size_t)T * d;

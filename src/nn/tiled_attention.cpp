@@ -174,6 +174,8 @@ class TiledAttention : public Attention {
     linear_backward(dx, pt_.grad(p_.v_w), pt_.grad(p_.v_b), dv, x, pt_.data(p_.v_w), T, d_, d_, true);
   }
 
+  std::vector<std::vector<float>*> forward_buffers() override { return {&q_, &k_, &v_, &ctx_, &lse_}; }
+
  private:
   // Multiplies a row of probabilities (query t, keys k0..k0+bk) by keep / (1 - p), using the same
   // element index as full attention's [B, h, n, n] probability tensor.

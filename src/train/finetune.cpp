@@ -98,8 +98,7 @@ void for_each_logits(Model& model, const std::vector<std::vector<int32_t>>& seqs
     throw ConfigError("config: num_labels is 0, so the model has no classification head");
   if (batch_size < 1) throw ConfigError(fmt::format("evaluation batch size {} must be at least 1", batch_size));
   const int C = model.config().num_labels;
-  const bool was_training = model.is_training();
-  model.eval();
+  InferenceScope inference(model);
   std::vector<std::vector<int32_t>> chunk;
   for (size_t start = first; start < last; start += (size_t)batch_size) {
     const size_t end = std::min(last, start + (size_t)batch_size);
@@ -107,7 +106,6 @@ void for_each_logits(Model& model, const std::vector<std::vector<int32_t>>& seqs
     const float* logits = model.forward_cls_logits(Batch::from_sequences(chunk));
     for (size_t i = start; i < end; ++i) fn(i, logits + (i - start) * C);
   }
-  model.train(was_training);
 }
 
 // evaluate_classifier, with the sequences shared out among the ranks of `comm` (each runs a

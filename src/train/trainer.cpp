@@ -131,8 +131,7 @@ double evaluate_mlm_on(const dist::Communicator& comm, Model& model, const std::
   MlmBatcher batcher(file, mo);
   size_t nb = batcher.batches_per_epoch();
   if (max_batches > 0) nb = std::min(nb, (size_t)max_batches);
-  const bool was_training = model.is_training();
-  model.eval();
+  InferenceScope inference(model);
   Batch batch;
   std::vector<int32_t> labels;
   double sums[2] = {0, 0};  // loss summed over the labelled tokens, their count
@@ -144,7 +143,6 @@ double evaluate_mlm_on(const dist::Communicator& comm, Model& model, const std::
     sums[0] += (double)model.forward_mlm(batch, labels) * c;  // weight by labelled tokens
     sums[1] += (double)c;
   }
-  model.train(was_training);
   comm.allreduce_sum(sums, 2);
   if (sums[1] == 0) throw InputError(fmt::format("{}: no tokens to evaluate", tokens));
   return sums[0] / sums[1];
