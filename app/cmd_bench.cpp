@@ -509,24 +509,25 @@ void run_max_train_n(const BenchOptions& o, json& out) {
       if (!m.ok) throw Error(fmt::format("bench --max-train-n: {} at n = {}: {}", kind, n, m.error));
       peak.push_back(m.peak_mb * 1.048576);  // MiB -> MB
     }
-    // Fit peak(n) = a + b n (+ c n^2 for full attention).
-    double a, b, c = 0.0;
+    // Fit peak(n) = a + b n + c n^2: for full attention c from the three points, but never below
+    // what its n x n buffers alone take (small probes can be all noise); c = 0 for the others;
+    // then a + b n by least squares on what c leaves.
+    double c = 0.0;
     const double x0 = probe[0], x1 = probe[1], x2 = probe[2];
     if (kind == "full") {
       const double d1 = (peak[1] - peak[0]) / (x1 - x0), d2 = (peak[2] - peak[1]) / (x2 - x1);
-      c = (d2 - d1) / (x2 - x0);
-      b = d1 - c * (x0 + x1);
-      a = peak[0] - b * x0 - c * x0 * x0;
-    } else {
-      const double mx = (x0 + x1 + x2) / 3, my = (peak[0] + peak[1] + peak[2]) / 3;
-      double sxy = 0, sxx = 0;
-      for (int i = 0; i < 3; ++i) {
-        sxy += (probe[i] - mx) * (peak[i] - my);
-        sxx += (probe[i] - mx) * (probe[i] - mx);
-      }
-      b = sxy / sxx;
-      a = my - b * mx;
+      c = std::max((d2 - d1) / (x2 - x0), full_attention_gb(o, 1, true) * 1000);
     }
+    double mx = 0, my = 0, sxy = 0, sxx = 0;
+    for (int i = 0; i < 3; ++i) {
+      mx += probe[i] / 3.0;
+      my += (peak[i] - c * probe[i] * probe[i]) / 3.0;
+    }
+    for (int i = 0; i < 3; ++i) {
+      sxy += (probe[i] - mx) * (peak[i] - c * probe[i] * probe[i] - my);
+      sxx += (probe[i] - mx) * (probe[i] - mx);
+    }
+    const double b = std::max(0.0, sxy / sxx), a = my - b * mx;
     auto fitted = [&](double n) { return a + b * n + c * n * n; };
     int n_fit = 256;
     while (fitted(n_fit + 256) <= budget_mb && n_fit < (1 << 22)) n_fit += 256;
