@@ -231,8 +231,10 @@ class LinformerAttention : public AttentionCore {
     }
     // Padded rows never reach the projection: xm = x * mask (input_first) or K, V * mask.
     if (input_first_) {
-      float* xm = grow(xm_, (size_t)T * d_);
-      mask_rows(xm, x, s);
+      // Without padding the masked copy is x itself (saves a [T, d] buffer and a pass over it).
+      const bool padded = std::find(s.mask, s.mask + T, 0) != s.mask + T;
+      if (padded) mask_rows(grow(xm_, (size_t)T * d_), x, s);
+      const float* xm = xm_ptr_ = padded ? xm_.data() : x;
       // XE[b, e] = E_e[:, :n] xm_b : [k, d] per batch element and distinct projection.
       const bool kv_shared = proj_.f == proj_.e;
       project_inputs(grow(xe_, (size_t)s.B * proj_.heads * k * d_), proj_.e, xm, s);
@@ -277,8 +279,8 @@ class LinformerAttention : public AttentionCore {
       map_projected_backward(dxf, dvc, xf, p_.v_w, p_.v_b, s.B);
       // dE += dXE xm^T, dxm = E^T dXE (+ the same for F; when F is E both land in one gradient).
       float* dxm = grow(dxm_, (size_t)T * d_);
-      project_inputs_backward(dxm, dxe, proj_.e, xm_.data(), s, false);
-      project_inputs_backward(dxm, dxf, proj_.f, xm_.data(), s, true);
+      project_inputs_backward(dxm, dxe, proj_.e, xm_ptr_, s, false);
+      project_inputs_backward(dxm, dxf, proj_.f, xm_ptr_, s, true);
       // dx += dxm * mask
       for (int b = 0; b < s.B; ++b)
         for (int t = 0; t < s.n; ++t) {
@@ -471,6 +473,7 @@ class LinformerAttention : public AttentionCore {
   bool input_first_;
   int window_;  // positions per window (window kinds), else 0
   std::vector<float> xm_, xe_, xf_, kfull_, vfull_;
+  const float* xm_ptr_ = nullptr;  // the projected input of the last forward: xm_, or x when unpadded
   std::vector<float> dxe_, dxf_, dxm_, dkfull_, dvfull_;
   std::vector<float> conv_e_, conv_f_, dconv_e_, dconv_f_;  // conv: E, F as matrices and their gradients
   std::vector<int32_t> arg_e_, arg_f_;                      // max pooling: where each maximum came from
