@@ -268,8 +268,8 @@ double full_layer_flops(const BenchOptions& o, int n) {
 
 // The paper's Table 3 (one V100, ../shared/PAPER.md): Linformer's inference speed-up over the
 // Transformer at (n, k), NaN where the paper has no entry; and its memory saving at k = 128.
+constexpr int kPaperN[] = {512, 1024, 2048, 4096, 8192, 16384, 32768, 65536};
 double paper_speedup(int n, int k) {
-  static const int ns[] = {512, 1024, 2048, 4096, 8192, 16384, 32768, 65536};
   static const int ks[] = {128, 256, 512, 1024, 2048};
   static const double table[8][5] = {{1.5, 1.3, NAN, NAN, NAN},  {1.7, 1.6, 1.3, NAN, NAN},
                                      {2.6, 2.4, 2.1, 1.3, NAN},  {3.4, 3.2, 2.8, 2.2, 1.3},
@@ -277,14 +277,13 @@ double paper_speedup(int n, int k) {
                                      {13, 12, 11, 8.8, 5.0},     {20, 18, 16, 14, 7.9}};
   for (int i = 0; i < 8; ++i)
     for (int j = 0; j < 5; ++j)
-      if (ns[i] == n && ks[j] == k) return table[i][j];
+      if (kPaperN[i] == n && ks[j] == k) return table[i][j];
   return NAN;
 }
 double paper_memory_ratio(int n) {
-  static const int ns[] = {512, 1024, 2048, 4096, 8192, 16384, 32768, 65536};
   static const double ratio[] = {1.7, 3.0, 6.1, 14, 28, 56, 56, 60};
   for (int i = 0; i < 8; ++i)
-    if (ns[i] == n) return ratio[i];
+    if (kPaperN[i] == n) return ratio[i];
   return NAN;
 }
 
@@ -488,12 +487,14 @@ void run_scaling(const BenchOptions& o, json& out) {
 // Largest n whose training step fits the memory budget, per kind: peak RSS of one step at three
 // small n (the first three of --n), a fit through them (quadratic for full attention, whose
 // n x n buffers dominate; linear for the others, least squares), the largest multiple of 256
-// the fit allows, then one real step there to check (stepping down 10% while it does not fit).
+// the fit allows, then one real step there to check (aiming lower while it does not fit).
+// Sizes in MB of 1e6 bytes, as the budget (getrusage reports KiB).
 void run_max_train_n(const BenchOptions& o, json& out) {
   const int k = o.k.empty() ? 256 : o.k[0];
+  auto peak_mb = [](const Measure& m) { return m.peak_mb * 1.048576; };
   if (o.n.size() < 3) throw ConfigError("bench --max-train-n: give at least three --n values to fit memory against n");
   const std::vector<int> probe(o.n.begin(), o.n.begin() + 3);
-  const double budget_mb = o.mem_budget_gb * 1000;  // GB = 1e9 bytes, MB as getrusage reports (KiB / 1024)
+  const double budget_mb = o.mem_budget_gb * 1000;
   fmt::print("\n## Largest trainable n in {:g} GB: training step, batch {}, {} layers, d {}; Linformer k = {}\n\n",
              o.mem_budget_gb, o.batch, o.layers, o.d_model, k);
   fmt::print("Peak RSS of one step at n = {}, {}, {}, fitted (quadratic for full attention, linear otherwise); the "
@@ -507,7 +508,7 @@ void run_max_train_n(const BenchOptions& o, json& out) {
     for (int n : probe) {
       const Measure m = in_child(o, "train-once", kind, n, k);
       if (!m.ok) throw Error(fmt::format("bench --max-train-n: {} at n = {}: {}", kind, n, m.error));
-      peak.push_back(m.peak_mb * 1.048576);  // MiB -> MB
+      peak.push_back(peak_mb(m));
     }
     // Fit peak(n) = a + b n + c n^2: for full attention c from the three points, but never below
     // what its n x n buffers alone take (small probes can be all noise); c = 0 for the others;
@@ -537,19 +538,19 @@ void run_max_train_n(const BenchOptions& o, json& out) {
     Measure m;
     for (int attempt = 0; attempt < 5; ++attempt) {
       m = in_child(o, "train-once", kind, n_check, k);
-      const double got = m.peak_mb * 1.048576;
+      const double got = peak_mb(m);
       if (m.ok && got <= budget_mb) break;
       double next = 0.8 * n_check;
       if (m.ok && got > peak[2] && n_check > x2) next = x2 + (budget_mb - peak[2]) / (got - peak[2]) * (n_check - x2) * 0.98;
       n_check = std::max(256, std::min((int)next, n_check - 256) / 256 * 256);
     }
-    const bool ok = m.ok && m.peak_mb * 1.048576 <= budget_mb;
+    const bool ok = m.ok && peak_mb(m) <= budget_mb;
     fmt::print("| {} | {:.0f}, {:.0f}, {:.0f} | {:.1f} | {} | {} | {} | {} |\n", kind, peak[0], peak[1], peak[2],
                (fitted(x2) - fitted(x1)) / (x2 - x1) * 1000, n_fit, ok ? std::to_string(n_check) : "none fits",
-               ok ? fmt::format("{:.0f}", m.peak_mb * 1.048576) : "-", ok ? fmt_time(m.seconds) : m.error);
+               ok ? fmt::format("{:.0f}", peak_mb(m)) : "-", ok ? fmt_time(m.seconds) : m.error);
     out["max_train_n"].push_back({{"kind", kind}, {"k", k}, {"probe_n", probe}, {"probe_peak_mb", peak},
                                   {"fit", {a, b, c}}, {"fitted_n", n_fit}, {"checked_n", ok ? n_check : 0},
-                                  {"checked_peak_mb", ok ? m.peak_mb * 1.048576 : NAN}, {"step_seconds", m.seconds},
+                                  {"checked_peak_mb", ok ? peak_mb(m) : NAN}, {"step_seconds", m.seconds},
                                   {"budget_gb", o.mem_budget_gb}});
     std::fflush(stdout);
   }

@@ -42,6 +42,19 @@ std::vector<int32_t> random_ids(int n, int V, uint32_t seed) {
   return v;
 }
 
+// A one-sequence Linformer at n = 16384 for the memory tests: 2 heads, k = 16, 8 tokens.
+ModelConfig long_linformer(int d_model, int d_ff, int layers) {
+  ModelConfig c = tiny(AttentionKind::Linformer);
+  c.max_len = 16384;
+  c.d_model = d_model;
+  c.n_heads = 2;
+  c.d_ff = d_ff;
+  c.n_layers = layers;
+  c.k = {16};
+  c.vocab_size = 8;
+  return c;
+}
+
 double max_abs_diff(const float* a, const float* b, size_t n) {
   double m = 0;
   for (size_t i = 0; i < n; ++i) m = std::max(m, (double)std::fabs(a[i] - b[i]));
@@ -170,14 +183,7 @@ static long peak_rss_kb() {
 // The Linformer path holds no n x n buffer: at n = 16384 a full-attention score buffer alone
 // would be n*n*heads*4 bytes = 2 GiB; the Linformer forward+backward must stay far below.
 TEST(Model, LinformerMemoryIsLinearInN) {
-  ModelConfig c = tiny(AttentionKind::Linformer);
-  c.max_len = 16384;
-  c.d_model = 16;
-  c.n_heads = 2;
-  c.d_ff = 16;
-  c.n_layers = 1;
-  c.k = {16};
-  c.vocab_size = 8;
+  const ModelConfig c = long_linformer(16, 16, 1);
   Model m(c);
   m.init(1);
   Batch b = Batch::from_sequences({random_ids(c.max_len, c.vocab_size, 1)});
@@ -651,14 +657,7 @@ TEST(Model, InferenceOnlyRefusesBackwardAndThenTrainsNormally) {
 // n = 16384 (d 32, d_ff 128): the normal eval forward keeps about 36 MB per layer (200+ MB);
 // inference-only needs two [n, d] buffers, one layer's attention buffers and an FFN block.
 TEST(Model, InferenceOnlyMemoryDoesNotGrowWithLayers) {
-  ModelConfig c = tiny(AttentionKind::Linformer);
-  c.max_len = 16384;
-  c.d_model = 32;
-  c.n_heads = 2;
-  c.d_ff = 128;
-  c.n_layers = 6;
-  c.k = {16};
-  c.vocab_size = 8;
+  const ModelConfig c = long_linformer(32, 128, 6);
   Model m(c);
   m.init(1);
   m.eval();

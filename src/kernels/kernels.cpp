@@ -93,26 +93,29 @@ void embedding_backward(float* dtok, float* dpos, const float* dout, const int32
   }
 }
 
+// LayerNorm of one row of d values. Two passes (mean, then centred variance): stable for rows
+// with a large common offset. out may alias x.
+static void layernorm_row(float* o, float* mean, float* rstd, const float* xr, const float* w, const float* b, int d,
+                          float eps) {
+  double s = 0.0;
+  for (int c = 0; c < d; ++c) s += xr[c];
+  const float m = (float)(s / d);
+  double v = 0.0;
+  for (int c = 0; c < d; ++c) {
+    const float z = xr[c] - m;
+    v += (double)z * z;
+  }
+  const float rs = 1.0f / std::sqrt((float)(v / d) + eps);
+  for (int c = 0; c < d; ++c) o[c] = (xr[c] - m) * rs * w[c] + b[c];
+  *mean = m;
+  *rstd = rs;
+}
+
 void layernorm_forward(float* out, float* mean, float* rstd, const float* x, const float* w, const float* b,
                        int T, int d, float eps) {
 #pragma omp parallel for schedule(static)
-  for (int t = 0; t < T; ++t) {
-    const float* xr = x + (size_t)t * d;
-    // Two passes (mean, then centred variance): stable for rows with a large common offset.
-    double s = 0.0;
-    for (int c = 0; c < d; ++c) s += xr[c];
-    float m = (float)(s / d);
-    double v = 0.0;
-    for (int c = 0; c < d; ++c) {
-      float z = xr[c] - m;
-      v += (double)z * z;
-    }
-    float rs = 1.0f / std::sqrt((float)(v / d) + eps);
-    float* o = out + (size_t)t * d;
-    for (int c = 0; c < d; ++c) o[c] = (xr[c] - m) * rs * w[c] + b[c];
-    mean[t] = m;
-    rstd[t] = rs;
-  }
+  for (int t = 0; t < T; ++t)
+    layernorm_row(out + (size_t)t * d, mean + t, rstd + t, x + (size_t)t * d, w, b, d, eps);
 }
 
 void residual_layernorm_forward(float* out, float* mean, float* rstd, const float* a, const float* r,
@@ -122,21 +125,8 @@ void residual_layernorm_forward(float* out, float* mean, float* rstd, const floa
     const float* ar = a + (size_t)t * d;
     const float* rr = r + (size_t)t * d;
     float* o = out + (size_t)t * d;
-    double s = 0.0;
-    for (int c = 0; c < d; ++c) {
-      o[c] = ar[c] + rr[c];
-      s += o[c];
-    }
-    const float m = (float)(s / d);
-    double v = 0.0;
-    for (int c = 0; c < d; ++c) {
-      const float z = o[c] - m;
-      v += (double)z * z;
-    }
-    const float rs = 1.0f / std::sqrt((float)(v / d) + eps);
-    for (int c = 0; c < d; ++c) o[c] = (o[c] - m) * rs * w[c] + b[c];
-    mean[t] = m;
-    rstd[t] = rs;
+    for (int c = 0; c < d; ++c) o[c] = ar[c] + rr[c];
+    layernorm_row(o, mean + t, rstd + t, o, w, b, d, eps);  // the sum is still in cache
   }
 }
 
@@ -225,13 +215,16 @@ inline float erfc_vec(float z) {
   return z >= 0.0f ? e : 2.0f - e;
 }
 
+// GELU(v) = v Phi(v) = 0.5 v erfc(-v / sqrt 2).
+inline float gelu_of(float v) { return 0.5f * v * erfc_vec(-v * kInvSqrt2); }
+
 }  // namespace
 
 // Plain loops over one thread's part, vectorized by the compiler (with -fno-trapping-math, set
 // for the library in CMakeLists.txt).
 static void gelu_forward_part(float* out, const float* x, size_t n) {
 #pragma omp simd
-  for (size_t i = 0; i < n; ++i) out[i] = 0.5f * x[i] * erfc_vec(-x[i] * kInvSqrt2);
+  for (size_t i = 0; i < n; ++i) out[i] = gelu_of(x[i]);
 }
 
 static void gelu_backward_part(float* dx, const float* x, const float* dout, size_t n) {
@@ -267,7 +260,7 @@ void bias_gelu_forward(float* out, float* y, const float* b, int T, int C) {
     for (int c = 0; c < C; ++c) {
       const float v = yr[c] + b[c];
       yr[c] = v;
-      o[c] = 0.5f * v * erfc_vec(-v * kInvSqrt2);
+      o[c] = gelu_of(v);
     }
   }
 }

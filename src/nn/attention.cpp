@@ -113,8 +113,8 @@ class AttentionCore : public Attention {
   }
 
   const float* probs(int* cols) const override {
-    *cols = inference_only_ ? 0 : kk_;
-    return inference_only_ ? nullptr : p_buf_.data();
+    *cols = kk_;
+    return p_buf_.data();
   }
 
   std::vector<std::vector<float>*> forward_buffers() override {

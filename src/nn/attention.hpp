@@ -35,7 +35,7 @@ class Attention {
   }
 
   // Inference only (Model::set_inference_only): no backward follows, so forward may keep less
-  // (score blocks per thread instead of per sequence and head) and probs() has nothing.
+  // (score blocks per thread instead of per sequence and head; Model::attention_probs refuses).
   void set_inference_only(bool on) { inference_only_ = on; }
   // The large buffers forward writes ([T, d] maps, score blocks). In inference-only mode the
   // model swaps one set of them into each layer's module in turn, so that the layers share it.
