@@ -48,6 +48,9 @@ CLI::App* add_finetune_command(CLI::App& app, FinetuneCmdOptions& o) {
                   "train.tsv), for classes of very different sizes")
       ->capture_default_str()
       ->check(CLI::IsMember({"none", "balanced"}));
+  cmd->add_flag("--group-by-length", f.group_by_length,
+                "Batches of examples of similar length (sorted within pools of 50 batches): less padding, faster "
+                "steps when lengths vary");
   cmd->add_option("--steps", f.steps, "Optimizer updates in total (with --resume: the new total)")
       ->capture_default_str()
       ->check(integer_at_least(1))

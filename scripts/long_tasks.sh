@@ -7,7 +7,8 @@
 #
 # Runs (each one process; several can run side by side, one thread each, as we did):
 #   fashion-mnist: fm-lin-4000, fm-full-4000 (same settings), fm-lin-12000 (the one-hour run)
-#   listops:       lo-lin-3600 (the one-hour run), lo-full-3600 (same settings; about 5x slower)
+#   listops:       lo-lin-3600 (the one-hour run), lo-full-3600 (same settings; about 5x slower),
+#                  lo-lin-g2000, lo-full-g2000 (same settings, batches grouped by length)
 # Each run writes runs/long/NAME/ (the run folder), NAME.log, NAME.time (/usr/bin/time -v: CPU
 # time and peak memory), NAME-test.json (`linformer eval --split test`). Existing finished runs are
 # skipped. Data: data/fashion-mnist and data/listops, prepared when missing.
@@ -70,4 +71,8 @@ if [[ ",$tasks," == *",listops,"* ]]; then
   lo="--batch-size 16 --lr 1e-3 --warmup 300 --eval-every 400 --save-every 400 --log-every 20 --seed 1"
   run lo-lin-3600 data/listops lo-lin 3600 $lo
   run lo-full-3600 data/listops lo-full 3600 $lo
+  # Batches of similar lengths (--group-by-length): far less padding, so full attention's run
+  # fits in about an hour; the same settings for both kinds.
+  run lo-lin-g2000 data/listops lo-lin 2000 $lo --group-by-length
+  run lo-full-g2000 data/listops lo-full 2000 $lo --group-by-length
 fi

@@ -395,6 +395,67 @@ TEST(Finetune, BalancedRunDiffersAndResumes) {
       << "resumed balanced run ends with other weights";
 }
 
+// The grouped order is a permutation whose batches hold similar lengths, fixed by (seed, epoch);
+// a short last batch stays last.
+TEST(Finetune, GroupByLengthOrder) {
+  const size_t n = 1000, batch = 16;
+  std::vector<uint32_t> order(n);
+  std::vector<size_t> lengths(n);
+  for (size_t i = 0; i < n; ++i) {
+    order[i] = (uint32_t)((i * 7919) % n);  // a fixed shuffle
+    lengths[i] = 500 + (i * 2654435761u) % 1500;
+  }
+  const std::vector<uint32_t> g = group_by_length(order, lengths, batch, 5, 0);
+  ASSERT_EQ(g.size(), n);
+  EXPECT_TRUE(std::is_permutation(g.begin(), g.end(), order.begin()));
+  EXPECT_EQ(g, group_by_length(order, lengths, batch, 5, 0));
+  EXPECT_NE(g, group_by_length(order, lengths, batch, 5, 1));
+  // Padding: the sum over batches of (batch size x longest) against the real lengths.
+  auto padded = [&](const std::vector<uint32_t>& o) {
+    size_t total = 0;
+    for (size_t b = 0; b < n; b += batch) {
+      size_t longest = 0;
+      const size_t end = std::min(n, b + batch);
+      for (size_t i = b; i < end; ++i) longest = std::max(longest, lengths[o[i]]);
+      total += longest * (end - b);
+    }
+    return (double)total;
+  };
+  double real = 0;
+  for (size_t l : lengths) real += (double)l;
+  const double waste_plain = padded(order) / real - 1, waste_grouped = padded(g) / real - 1;
+  std::printf("padding overhead: shuffled %.1f%%, grouped %.1f%%\n", 100 * waste_plain, 100 * waste_grouped);
+  EXPECT_GT(waste_plain, 0.4);
+  EXPECT_LT(waste_grouped, 0.05);
+  // 1000 = 62 batches of 16 + 8: the 8 are the last 8 of the last pool (200 examples), sorted.
+  const std::vector<uint32_t> tail_pool(order.begin() + 800, order.end());
+  std::vector<uint32_t> tail_sorted = tail_pool;
+  std::stable_sort(tail_sorted.begin(), tail_sorted.end(),
+                   [&](uint32_t a, uint32_t b) { return lengths[a] > lengths[b]; });
+  EXPECT_TRUE(std::equal(g.end() - 8, g.end(), tail_sorted.end() - 8));
+  EXPECT_THROW(group_by_length(order, lengths, 0, 5, 0), ConfigError);
+}
+
+TEST(Finetune, GroupByLengthRunDiffersAndResumes) {
+  Threads threads(1);
+  TempDir tmp("linformer_test_finetune_");
+  FinetuneOptions o = scratch_options(tmp);
+  o.steps = 8;
+  o.save_every = 4;
+  finetune(o, tmp / "plain");
+  o.group_by_length = true;
+  finetune(o, tmp / "grouped");
+  const json opts = json::parse(read_bytes(tmp / "grouped/finetune.json"));
+  EXPECT_EQ(opts.at("group_by_length"), true);
+  EXPECT_NE(train_losses(tmp / "plain/metrics.jsonl"), train_losses(tmp / "grouped/metrics.jsonl"));
+  const std::string final_model = read_bytes(tmp / ("grouped/" + ckpt_name(8) + "/model.safetensors"));
+  write_file(tmp / "grouped/latest", ckpt_name(4) + "\n");
+  fs::remove_all(tmp / ("grouped/" + ckpt_name(8)));
+  resume_finetuning(tmp / "grouped");
+  EXPECT_TRUE(read_bytes(tmp / ("grouped/" + ckpt_name(8) + "/model.safetensors")) == final_model)
+      << "resumed grouped run ends with other weights";
+}
+
 // ------------------------------------------------------------------ the run folder
 
 TEST(Finetune, RunFolderLayout) {

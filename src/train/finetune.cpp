@@ -32,7 +32,8 @@ namespace linformer {
 json FinetuneOptions::to_json() const {
   json j{{"model", model},           {"config", config},     {"task", task},
          {"tokenizer", tokenizer},   {"pooling", pooling},   {"truncate", truncate},
-         {"batch_size", batch_size}, {"eval_batch_size", eval_batch_size}, {"class_weights", class_weights}};
+         {"batch_size", batch_size}, {"eval_batch_size", eval_batch_size}, {"class_weights", class_weights},
+         {"group_by_length", group_by_length}};
   add_run_settings(j, *this);
   return j;
 }
@@ -50,6 +51,7 @@ FinetuneOptions FinetuneOptions::from_json(const json& j) {
   read_option(j, what, "batch_size", o.batch_size);
   read_option(j, what, "eval_batch_size", o.eval_batch_size);
   read_option(j, what, "class_weights", o.class_weights);
+  read_option(j, what, "group_by_length", o.group_by_length);
   o.validate();
   return o;
 }
@@ -99,12 +101,19 @@ void for_each_logits(Model& model, const std::vector<std::vector<int32_t>>& seqs
   if (batch_size < 1) throw ConfigError(fmt::format("evaluation batch size {} must be at least 1", batch_size));
   const int C = model.config().num_labels;
   InferenceScope inference(model);
+  // Longest first, so each batch pads little and the buffers reach their largest size at once;
+  // each result still goes to its own index.
+  std::vector<size_t> by_length(last - first);
+  std::iota(by_length.begin(), by_length.end(), first);
+  std::stable_sort(by_length.begin(), by_length.end(),
+                   [&](size_t a, size_t b) { return seqs[a].size() > seqs[b].size(); });
   std::vector<std::vector<int32_t>> chunk;
-  for (size_t start = first; start < last; start += (size_t)batch_size) {
-    const size_t end = std::min(last, start + (size_t)batch_size);
-    chunk.assign(seqs.begin() + (std::ptrdiff_t)start, seqs.begin() + (std::ptrdiff_t)end);
+  for (size_t start = 0; start < by_length.size(); start += (size_t)batch_size) {
+    const size_t end = std::min(by_length.size(), start + (size_t)batch_size);
+    chunk.clear();
+    for (size_t j = start; j < end; ++j) chunk.push_back(seqs[by_length[j]]);
     const float* logits = model.forward_cls_logits(Batch::from_sequences(chunk));
-    for (size_t i = start; i < end; ++i) fn(i, logits + (i - start) * C);
+    for (size_t j = start; j < end; ++j) fn(by_length[j], logits + (j - start) * C);
   }
 }
 
@@ -239,6 +248,39 @@ std::vector<uint32_t> epoch_order(size_t n, uint64_t seed, uint64_t epoch) {
   return order;
 }
 
+}  // namespace
+
+std::vector<uint32_t> group_by_length(const std::vector<uint32_t>& order, const std::vector<size_t>& lengths,
+                                      size_t batch, uint64_t seed, uint64_t epoch) {
+  if (batch == 0) throw ConfigError("group_by_length: the batch size must be at least 1");
+  std::vector<uint32_t> out;
+  out.reserve(order.size());
+  const size_t pool = batch * kLengthGroupBatches;
+  uint64_t s = mix64(seed ^ mix64(0x6B0C ^ mix64(epoch)));
+  for (size_t begin = 0; begin < order.size(); begin += pool) {
+    const size_t end = std::min(order.size(), begin + pool);
+    std::vector<uint32_t> chunk(order.begin() + (std::ptrdiff_t)begin, order.begin() + (std::ptrdiff_t)end);
+    // Longest first; ties keep the shuffled order, so the result depends only on (order, lengths).
+    std::stable_sort(chunk.begin(), chunk.end(), [&](uint32_t a, uint32_t b) { return lengths[a] > lengths[b]; });
+    // Shuffle the whole batches of the chunk (a short last batch of the epoch stays last), so the
+    // batches do not run from long to short.
+    const size_t full = chunk.size() / batch;
+    std::vector<size_t> batches(full);
+    std::iota(batches.begin(), batches.end(), size_t{0});
+    for (size_t i = full; i > 1; --i) {
+      const uint64_t r = mix64(s += 0x9E3779B97F4A7C15ULL);
+      std::swap(batches[i - 1], batches[(size_t)(((unsigned __int128)r * i) >> 64)]);
+    }
+    for (size_t b : batches)
+      out.insert(out.end(), chunk.begin() + (std::ptrdiff_t)(b * batch),
+                 chunk.begin() + (std::ptrdiff_t)((b + 1) * batch));
+    out.insert(out.end(), chunk.begin() + (std::ptrdiff_t)(full * batch), chunk.end());
+  }
+  return out;
+}
+
+namespace {
+
 // The task, tokenized for the model.
 struct TaskInputs {
   TaskData task;
@@ -346,7 +388,16 @@ FinetuneSummary ft_loop(Model& model, const FinetuneOptions& o, const fs::path& 
     sum.initial_valid_accuracy = e.accuracy;
   }
   Progress progress(o.steps, st.step, root);
-  std::vector<uint32_t> order = epoch_order(N, o.seed, st.epoch);
+  // The examples of an epoch in batch order: shuffled, then (--group-by-length) grouped so that
+  // each batch holds examples of similar length and pads less.
+  const size_t global_batch = (size_t)o.batch_size * comm.size();
+  std::vector<size_t> train_lengths;
+  for (const std::vector<int32_t>& seq : in.train) train_lengths.push_back(seq.size());
+  auto order_of_epoch = [&](uint64_t epoch) {
+    std::vector<uint32_t> order = epoch_order(N, o.seed, epoch);
+    return o.group_by_length ? group_by_length(order, train_lengths, global_batch, o.seed, epoch) : order;
+  };
+  std::vector<uint32_t> order = order_of_epoch(st.epoch);
   const std::vector<float> class_weight =
       o.class_weights == "balanced" ? balanced_class_weights(in.train_labels, model.config().num_labels)
                                     : std::vector<float>{};
@@ -368,7 +419,7 @@ FinetuneSummary ft_loop(Model& model, const FinetuneOptions& o, const fs::path& 
     model.train();
     model.zero_grad();
     // The batch of the run (all ranks) may be short at the end of an epoch; this rank's slice of it.
-    const size_t global = std::min<size_t>((size_t)o.batch_size * comm.size(), N - st.cursor);
+    const size_t global = std::min<size_t>(global_batch, N - st.cursor);
     const dist::Slice part = dist::rank_slice(global, (size_t)o.batch_size, comm.rank());
     seqs.clear();
     labels.clear();
@@ -413,7 +464,7 @@ FinetuneSummary ft_loop(Model& model, const FinetuneOptions& o, const fs::path& 
     if (st.cursor == N) {
       st.cursor = 0;
       ++st.epoch;
-      order = epoch_order(N, o.seed, st.epoch);
+      order = order_of_epoch(st.epoch);
     }
     st.dropout_counter = model.dropout_counter();
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
