@@ -256,6 +256,37 @@ TEST(Matmul, MatchesReference) {
   check_matmul_cases(worst, false);
 }
 
+// Tall products run split by rows, one single-threaded sgemm per thread (kernels.cpp): every
+// transpose, odd row counts, padded leading dimensions and beta != 0, with 2 and 3 threads, against
+// the double reference; and the same rows as one single-threaded product would give.
+TEST(Matmul, TallProductsSplitByRowsMatchReference) {
+  Worst worst("matmul split by rows", kSumTol);
+  Rng rng(9);
+  const int old_threads = omp_get_max_threads();
+  for (int threads : {2, 3})
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb) {
+        const int M = 1031 + 512 * (threads - 2), N = 70, K = 45, pad = 3;
+        const float alpha = 0.5f, beta = ta ? 0.3f : 0.0f;
+        const int lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
+        Vf A = rng.vec((size_t)(ta ? K : M) * lda), B = rng.vec((size_t)(tb ? N : K) * ldb);
+        const Vf C0 = rng.vec((size_t)M * ldc);
+        Vf C = C0, C1 = C0;
+        Vd Cd = to_d(C0), Ad = to_d(A), Bd = to_d(B);
+        ref::matmul<double>(ta, tb, M, N, K, alpha, Ad.data(), lda, Bd.data(), ldb, beta, Cd.data(), ldc);
+        omp_set_num_threads(threads);
+        fast::matmul(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
+        omp_set_num_threads(1);
+        fast::matmul(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C1.data(), ldc);
+        const std::string where = cat("threads=", threads, " transA=", ta, " transB=", tb, " M=", M);
+        worst.add(rel_err(block(C, M, N, ldc), block(Cd, M, N, ldc), kTerm), where);
+        worst.add(rel_err(block(C, M, N, ldc), block(C1, M, N, ldc), kTerm), where + " vs 1 thread");
+        for (int r = 0; r < M; ++r)
+          for (int c = N; c < ldc; ++c) ASSERT_EQ(C[(size_t)r * ldc + c], C0[(size_t)r * ldc + c]) << where;
+      }
+  omp_set_num_threads(old_threads);
+}
+
 // bf16 mode (kernels.hpp "Precision"): float32 accumulation of bf16-rounded operands.
 TEST(MatmulBf16, MatchesTheProductOfRoundedOperands) {
   if (!fast::bf16_supported()) GTEST_SKIP() << "this CPU has no avx512_bf16: bf16 mode is refused here";
