@@ -1,5 +1,7 @@
 #include "linformer/params.hpp"
 
+#include <omp.h>
+
 #include <algorithm>
 
 #include "linformer/error.hpp"
@@ -34,6 +36,17 @@ int ParamTable::find(const std::string& name) const {
   return -1;
 }
 
-void ParamTable::zero_grad() { std::fill(grad_.begin(), grad_.end(), 0.0f); }
+// Every step clears all gradients (340 MB for RoBERTa-base): split over the threads, as one
+// thread alone does not use the memory bandwidth a second core adds.
+void ParamTable::zero_grad() {
+  const size_t n = grad_.size(), chunk = 1 << 16;
+  const ptrdiff_t chunks = (ptrdiff_t)((n + chunk - 1) / chunk);
+  float* g = grad_.data();
+#pragma omp parallel for schedule(static)
+  for (ptrdiff_t c = 0; c < chunks; ++c) {
+    const size_t b = (size_t)c * chunk;
+    std::fill(g + b, g + std::min(n, b + chunk), 0.0f);
+  }
+}
 
 }  // namespace linformer
