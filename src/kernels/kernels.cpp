@@ -32,7 +32,8 @@ void matmul(bool transA, bool transB, int M, int N, int K, float alpha, const fl
   // Tall products: each thread takes whole rows of C and runs a single-threaded sgemm (oneDNN
   // runs single-threaded inside a parallel region). oneDNN's own split of one product scales
   // worse on some of our shapes: [1024 x 3072] x [3072 x 768] (the FFN's second product in
-  // inference row blocks) ran 1.55x faster on 2 threads than on 1, split by rows 1.9x.
+  // inference row blocks) ran 1.4-1.6x faster on 2 threads than on 1, split by rows 1.8-1.9x
+  // (bench/sgemm_split.cpp, docs/BENCHMARKS.md "Thread scaling").
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
   if (threads > 1 && M >= kRowSplitMin * threads) {
     dnnl_status_t st = dnnl_success;
