@@ -86,6 +86,17 @@ FinetuneOptions scratch_options(const TempDir& tmp, const std::string& attention
   return o;
 }
 
+// Points `latest` of the finished run in `run` back at step `from`, drops the checkpoint of step
+// `to` and resumes: the resumed run must end with the same weights.
+void expect_resume_reproduces(const fs::path& run, int64_t from, int64_t to) {
+  const fs::path final_ckpt = run / ckpt_name(to) / "model.safetensors";
+  const std::string final_model = read_bytes(final_ckpt);
+  write_file(run / "latest", ckpt_name(from) + "\n");
+  fs::remove_all(run / ckpt_name(to));
+  resume_finetuning(run);
+  EXPECT_TRUE(read_bytes(final_ckpt) == final_model) << "resumed run " << run << " ends with other weights";
+}
+
 std::vector<float> tensor_values(const SafetensorsFile& f, const std::string& name) {
   const NamedTensor* t = f.find(name);
   if (!t) return {};
@@ -387,12 +398,7 @@ TEST(Finetune, BalancedRunDiffersAndResumes) {
   const json opts = json::parse(read_bytes(tmp / "balanced/finetune.json"));
   EXPECT_EQ(opts.at("class_weights"), "balanced");
   EXPECT_NE(train_losses(tmp / "plain/metrics.jsonl"), train_losses(tmp / "balanced/metrics.jsonl"));
-  const std::string final_model = read_bytes(tmp / ("balanced/" + ckpt_name(8) + "/model.safetensors"));
-  write_file(tmp / "balanced/latest", ckpt_name(4) + "\n");
-  fs::remove_all(tmp / ("balanced/" + ckpt_name(8)));
-  resume_finetuning(tmp / "balanced");
-  EXPECT_TRUE(read_bytes(tmp / ("balanced/" + ckpt_name(8) + "/model.safetensors")) == final_model)
-      << "resumed balanced run ends with other weights";
+  expect_resume_reproduces(tmp / "balanced", 4, 8);
 }
 
 // The grouped order is a permutation whose batches hold similar lengths, fixed by (seed, epoch);
@@ -428,8 +434,7 @@ TEST(Finetune, GroupByLengthOrder) {
   EXPECT_GT(waste_plain, 0.4);
   EXPECT_LT(waste_grouped, 0.05);
   // 1000 = 62 batches of 16 + 8: the 8 are the last 8 of the last pool (200 examples), sorted.
-  const std::vector<uint32_t> tail_pool(order.begin() + 800, order.end());
-  std::vector<uint32_t> tail_sorted = tail_pool;
+  std::vector<uint32_t> tail_sorted(order.begin() + 800, order.end());
   std::stable_sort(tail_sorted.begin(), tail_sorted.end(),
                    [&](uint32_t a, uint32_t b) { return lengths[a] > lengths[b]; });
   EXPECT_TRUE(std::equal(g.end() - 8, g.end(), tail_sorted.end() - 8));
@@ -448,12 +453,7 @@ TEST(Finetune, GroupByLengthRunDiffersAndResumes) {
   const json opts = json::parse(read_bytes(tmp / "grouped/finetune.json"));
   EXPECT_EQ(opts.at("group_by_length"), true);
   EXPECT_NE(train_losses(tmp / "plain/metrics.jsonl"), train_losses(tmp / "grouped/metrics.jsonl"));
-  const std::string final_model = read_bytes(tmp / ("grouped/" + ckpt_name(8) + "/model.safetensors"));
-  write_file(tmp / "grouped/latest", ckpt_name(4) + "\n");
-  fs::remove_all(tmp / ("grouped/" + ckpt_name(8)));
-  resume_finetuning(tmp / "grouped");
-  EXPECT_TRUE(read_bytes(tmp / ("grouped/" + ckpt_name(8) + "/model.safetensors")) == final_model)
-      << "resumed grouped run ends with other weights";
+  expect_resume_reproduces(tmp / "grouped", 4, 8);
 }
 
 // ------------------------------------------------------------------ the run folder
