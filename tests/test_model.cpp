@@ -239,7 +239,7 @@ TEST(Model, Bf16ModeGradientsAreCloseToFloat32) {
 TEST(Model, TiledAttentionEqualsFullAttention) {
   for (float p : {0.0f, 0.2f}) {
     ModelConfig cf = tiny(AttentionKind::Full);
-    cf.max_len = 200;
+    cf.max_len = 600;  // more than two key tiles (256) and four query tiles (128)
     cf.attention_dropout = p;
     cf.dropout = p;
     ModelConfig ct = cf;
@@ -247,7 +247,7 @@ TEST(Model, TiledAttentionEqualsFullAttention) {
     Model full(cf), tiled(ct);
     full.init(11);
     tiled.init(11);
-    Batch b = Batch::from_sequences({random_ids(200, cf.vocab_size, 1), random_ids(131, cf.vocab_size, 2),
+    Batch b = Batch::from_sequences({random_ids(600, cf.vocab_size, 1), random_ids(331, cf.vocab_size, 2),
                                      random_ids(64, cf.vocab_size, 3)});
     std::vector<int32_t> labels(b.ids.size(), kIgnoreIndex);
     for (size_t t = 0; t < labels.size(); t += 5) labels[t] = b.ids[t];

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/fast_math.hpp"
 #include "linformer/error.hpp"
 
 namespace linformer::kernels {
@@ -202,30 +203,10 @@ void layernorm_backward(float* dx, float* dw, float* db, const float* dout, cons
 static constexpr float kInvSqrt2 = 0.70710678118654752f;
 static constexpr float kInvSqrt2Pi = 0.39894228040143268f;
 
-// GELU's erfc and exp, written so that the compiler vectorizes the loops (libm's erfcf and expf
-// are scalar calls: they made GELU about a quarter of a Linformer layer's time at n = 4096).
+// GELU's erfc, written so that the compiler vectorizes the loops (libm's erfcf and expf are
+// scalar calls: they made GELU about a quarter of a Linformer layer's time at n = 4096); exp_vec
+// is in fast_math.hpp.
 namespace {
-
-// e^x: 2^k * e^r with k = round(x / ln 2), |r| <= ln(2)/2 (ln 2 split in two for an exact
-// reduction, Cody-Waite) and e^r by its Taylor series to r^7 (truncation below 1e-8 relative).
-// Below x = -87 (e^x < 1.7e-38, the smallest normal floats) it returns 0; above 88 about 1.7e38
-// (instead of infinity; softmax and GELU never pass such values); NaN gives NaN.
-inline float exp_vec(float x_in) {
-  // NaN goes through the arithmetic as 0 (converting NaN to an integer is undefined) and comes
-  // back as NaN at the end, so that a diverged loss is still seen as NaN.
-  const bool is_nan = x_in != x_in;
-  const float x = is_nan ? 0.0f : std::min(std::max(x_in, -87.0f), 88.0f);
-  // round(x / ln 2) as a truncation of a positive number: std::floor would stop vectorization
-  const int32_t ki = (int32_t)(x * 1.44269504088896341f + 128.5f) - 128;
-  const float k = (float)ki;
-  const float r = (x - k * 0.693359375f) - k * -2.12194440e-4f;
-  const float p =
-      1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720 + r * (1.0f / 5040)))))));
-  const int32_t bits = (ki + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, 4);
-  return is_nan ? x_in : (x_in < -87.0f ? 0.0f : p * scale);
-}
 
 // erfc(z) for any z: Chebyshev fit erfc(a) = t exp(-a^2 - 1.26551223 + t P(t)), t = 1 / (1 + a/2),
 // a = |z|, fractional error below 1.2e-7 everywhere (Numerical Recipes' erfcc); erfc(-a) = 2 - erfc(a).
@@ -309,7 +290,7 @@ void softmax_forward(float* P, const float* S, int rows, int cols, const uint8_t
       std::fill(p, p + cols, 0.0f);
       continue;
     }
-    // Exponentials, then their sum: two loops the compiler vectorizes (exp_vec, above).
+    // Exponentials, then their sum: two loops the compiler vectorizes (exp_vec: fast_math.hpp).
     if (key_mask) {
 #pragma omp simd
       for (int c = 0; c < cols; ++c) p[c] = key_mask[c] ? exp_vec(s[c] - mx) : 0.0f;

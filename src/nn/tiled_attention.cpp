@@ -11,6 +11,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/fast_math.hpp"
 #include "kernels/kernels.hpp"
 #include "nn/attention.hpp"
 
@@ -20,8 +21,10 @@ using namespace kernels;
 
 namespace {
 
-constexpr int kQueryBlock = 64;
-constexpr int kKeyBlock = 128;
+// Tile sizes: a 128 x 256 score tile (128 KB) stays in the L2 cache; 64 x 128 tiles ran the
+// inference at n = 2048 about 25% slower (more, smaller sgemm calls).
+constexpr int kQueryBlock = 128;
+constexpr int kKeyBlock = 256;
 
 template <class T>
 T* grow(std::vector<T>& v, size_t n) {
@@ -61,21 +64,23 @@ class TiledAttention : public Attention {
           std::fill(acc.begin(), acc.end(), 0.0f);
           for (int k0 = 0; k0 < n; k0 += kKeyBlock) {
             const int bk = std::min(kKeyBlock, n - k0);
+            const uint8_t* mk = mask + k0;
             matmul(false, true, bq, bk, dh_, scale, q_.data() + base + (size_t)q0 * d_, d_,
                    k_.data() + base + (size_t)k0 * d_, d_, 0.0f, S.data(), bk);
             for (int r = 0; r < bq; ++r) {
               float* sr = S.data() + (size_t)r * bk;
               float mx = m[r];
-              for (int j = 0; j < bk; ++j)
-                if (mask[k0 + j]) mx = std::max(mx, sr[j]);
+#pragma omp simd reduction(max : mx)
+              for (int j = 0; j < bk; ++j) mx = std::max(mx, mk[j] ? sr[j] : -INFINITY);
               if (mx == -INFINITY) {  // every key so far is padding
                 std::fill(sr, sr + bk, 0.0f);
                 continue;
               }
-              const float alpha = std::exp(m[r] - mx);  // rescales what was accumulated so far
+              const float alpha = exp_vec(m[r] - mx);  // rescales what was accumulated so far
               float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
               for (int j = 0; j < bk; ++j) {
-                sr[j] = mask[k0 + j] ? std::exp(sr[j] - mx) : 0.0f;
+                sr[j] = mk[j] ? exp_vec(sr[j] - mx) : 0.0f;
                 sum += sr[j];
               }
               l[r] = l[r] * alpha + sum;
@@ -140,7 +145,8 @@ class TiledAttention : public Attention {
             for (int r = 0; r < bq; ++r) {
               float* pr = P.data() + (size_t)r * bk;
               const float lr = L[q0 + r];
-              for (int j = 0; j < bk; ++j) pr[j] = mask[k0 + j] ? std::exp(pr[j] - lr) : 0.0f;
+#pragma omp simd
+              for (int j = 0; j < bk; ++j) pr[j] = mask[k0 + j] ? exp_vec(pr[j] - lr) : 0.0f;
             }
             const float* Pv = P.data();  // the probabilities that multiplied V (dropped out, if any)
             if (dropped_) {
@@ -156,10 +162,15 @@ class TiledAttention : public Attention {
               const float* pr = P.data() + (size_t)r * bk;
               const float* pz = Pv + (size_t)r * bk;
               const float Dr = D[q0 + r];
-              for (int j = 0; j < bk; ++j) {
+              if (dropped_) {
                 // With dropout, dP_ij = dPd_ij * z_ij and P_ij * z_ij = Pz_ij, so P*dP = Pz*dPd.
-                const float dpij = dropped_ ? (pr[j] > 0.0f ? g[j] * (pz[j] / pr[j]) : 0.0f) : g[j];
-                g[j] = pr[j] * (dpij - Dr);  // dS
+                for (int j = 0; j < bk; ++j) {
+                  const float dpij = pr[j] > 0.0f ? g[j] * (pz[j] / pr[j]) : 0.0f;
+                  g[j] = pr[j] * (dpij - Dr);  // dS
+                }
+              } else {
+#pragma omp simd
+                for (int j = 0; j < bk; ++j) g[j] = pr[j] * (g[j] - Dr);  // dS
               }
             }
             // dQ += scale dS K ;  dK += scale dS^T Q
