@@ -8,7 +8,8 @@
 # Runs (each one process; several can run side by side, one thread each, as we did):
 #   fashion-mnist: fm-lin-4000, fm-full-4000 (same settings), fm-lin-12000 (the one-hour run)
 #   listops:       lo-lin-3600 (the one-hour run), lo-full-3600 (same settings; about 5x slower),
-#                  lo-lin-g2000, lo-full-g2000 (same settings, batches grouped by length)
+#                  lo-lin-g2000, lo-full-g2000 (same settings, batches grouped by length),
+#                  lo-lin4-b32-3000 (4 layers, batches of 32, two threads)
 # Each run writes runs/long/NAME/ (the run folder), NAME.log, NAME.time (/usr/bin/time -v: CPU
 # time and peak memory), NAME-test.json (`linformer eval --split test`). Existing finished runs are
 # skipped. Data: data/fashion-mnist and data/listops, prepared when missing.
@@ -21,7 +22,7 @@ while [ $# -gt 0 ]; do
     --tasks) tasks="$2"; shift 2 ;;
     --runs) only="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "long_tasks.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -31,11 +32,11 @@ mkdir -p "$out"
 export OMP_WAIT_POLICY=passive  # idle threads sleep: several runs share the cores
 
 # model configs: tiny encoders, 2 layers, d 64, 4 heads, FFN 256, mean pooling, no dropout
-model() {  # NAME VOCAB MAX_LEN ATTENTION
+model() {  # NAME VOCAB MAX_LEN ATTENTION [K] [LAYERS (default 2)]
   local extra=""
   [ "$4" = linformer ] && extra=", \"k\": [$5], \"sharing\": \"headwise\""
   cat > "$out/$1.json" <<EOF
-{"vocab_size": $2, "max_len": $3, "d_model": 64, "n_heads": 4, "d_ff": 256, "n_layers": 2,
+{"vocab_size": $2, "max_len": $3, "d_model": 64, "n_heads": 4, "d_ff": 256, "n_layers": ${6:-2},
  "attention": "$4"$extra, "pooling": "mean", "dropout": 0.0}
 EOF
 }
@@ -75,4 +76,8 @@ if [[ ",$tasks," == *",listops,"* ]]; then
   # fits in about an hour; the same settings for both kinds.
   run lo-lin-g2000 data/listops lo-lin 2000 $lo --group-by-length
   run lo-full-g2000 data/listops lo-full 2000 $lo --group-by-length
+  # Deeper and longer: 4 layers, random batches of 32, 3,000 steps (one epoch), two threads.
+  model lo-lin4 20 2048 linformer 128 4
+  lo32="--batch-size 32 --lr 1e-3 --warmup 300 --eval-every 500 --save-every 500 --log-every 20 --seed 1"
+  threads=2 run lo-lin4-b32-3000 data/listops lo-lin4 3000 $lo32
 fi
