@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 
 #include <omp.h>
@@ -282,13 +283,13 @@ class LinformerAttention : public AttentionCore {
       project_inputs_backward(dxm, dxe, proj_.e, xm_ptr_, s, false);
       project_inputs_backward(dxm, dxf, proj_.f, xm_ptr_, s, true);
       // dx += dxm * mask
-      for (int b = 0; b < s.B; ++b)
-        for (int t = 0; t < s.n; ++t) {
-          if (!s.mask[(size_t)b * s.n + t]) continue;
-          float* o = dx + ((size_t)b * s.n + t) * d_;
-          const float* g = dxm + ((size_t)b * s.n + t) * d_;
-          for (int c = 0; c < d_; ++c) o[c] += g[c];
-        }
+#pragma omp parallel for schedule(static)
+      for (int r = 0; r < T; ++r) {
+        if (!s.mask[r]) continue;
+        float* o = dx + (size_t)r * d_;
+        const float* g = dxm + (size_t)r * d_;
+        for (int c = 0; c < d_; ++c) o[c] += g[c];
+      }
     } else {
       float* dkf = grow(dkfull_, (size_t)T * d_);
       float* dvf = grow(dvfull_, (size_t)T * d_);
@@ -351,7 +352,9 @@ class LinformerAttention : public AttentionCore {
       for (size_t i = 0; i < pk; ++i) dxe[i] += dxf[i];
       float* dxm = grow(dxm_, (size_t)T * d_);
       seq_pool_backward(dxm, dxe, arg_e_.data(), s.mask, s.B, s.n, d_, k, window_, is_max());
-      for (size_t i = 0; i < (size_t)T * d_; ++i) dx[i] += dxm[i];  // 0 at padding
+      const ptrdiff_t Td = (ptrdiff_t)T * d_;
+#pragma omp parallel for schedule(static)
+      for (ptrdiff_t i = 0; i < Td; ++i) dx[i] += dxm[i];  // 0 at padding
     } else {
       float* dkf = grow(dkfull_, (size_t)T * d_);
       float* dvf = grow(dvfull_, (size_t)T * d_);
