@@ -204,6 +204,27 @@ TEST_F(Checkpoint, RoundTripBitwiseEveryConfig) {
   }
 }
 
+// Projections without a [k, max_len] matrix (mean, max, conv) hold few tensors, so a model with a
+// long max_len and a large k is much smaller than a learned-projection one. load_model's size
+// check once assumed the matrix for every Linformer and refused such files (found on a ListOps
+// model: max_len 2048, k 128, d 64).
+TEST_F(Checkpoint, PooledProjectionsWithLongMaxLenLoad) {
+  for (ProjKind kind : {ProjKind::Mean, ProjKind::Max, ProjKind::Conv}) {
+    ModelConfig cfg = tiny();
+    cfg.max_len = 2048;
+    cfg.k = {128};
+    cfg.projection = kind;
+    SCOPED_TRACE(cfg.to_json().dump());
+    Model m(cfg);
+    m.init(7);
+    const std::string p = path("pooled.safetensors");
+    save_model(m, p);
+    std::unique_ptr<Model> r;
+    ASSERT_NO_THROW(r = load_model(p));
+    EXPECT_EQ(r->config().to_json(), cfg.to_json());
+  }
+}
+
 TEST_F(Checkpoint, FileContents) {
   ModelConfig cfg = tiny();
   cfg.num_labels = 2;
