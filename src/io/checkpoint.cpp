@@ -84,20 +84,18 @@ void copy_weights(Model& model, const SafetensorsFile& f, const std::string& pat
 
 // A lower bound of the number of parameters of the model of `c` (the token and position
 // embeddings, each layer's four d x d maps and two FFN matrices, one Linformer projection matrix
-// per layer where the kind has one, the MLM head's dense map and bias; LayerNorms and other biases left out), in double so
-// that it cannot overflow. Every one of those tensors must be in the file, so a file whose tensors
-// hold fewer bytes cannot match. load_model checks this (loosely: files that miss by a tensor or
-// two still get copy_weights' precise message) before building the model, so that a hostile or
-// corrupt config cannot make it allocate (or fail to allocate: std::length_error, std::bad_alloc)
-// a model far larger than the file.
+// per layer where the kind has one, the MLM head's dense map and bias; LayerNorms and other
+// biases left out), in double so that it cannot overflow. Every one of those tensors must be in
+// the file, so a file whose tensors hold fewer bytes cannot match. load_model checks this
+// (loosely: files that miss by a tensor or two still get copy_weights' precise message) before
+// building the model, so that a hostile or corrupt config cannot make it allocate (or fail to
+// allocate: std::length_error, std::bad_alloc) a model far larger than the file.
 double min_params(const ModelConfig& c) {
   const double V = c.vocab_size, N = c.max_len, d = c.d_model, f = c.d_ff, L = c.n_layers;
   double n = V * d + N * d + L * (4 * d * d + 2 * d * f) + d * d + V;
   // Linformer with a projection matrix (learned or random): at least one [k, max_len] projection
-  // per layer (one in all for layerwise sharing). Mean, max and conv projections hold no such
-  // matrix.
-  const bool has_matrix = c.projection == ProjKind::Learned || c.projection == ProjKind::Random;
-  if (c.attention == AttentionKind::Linformer && has_matrix) {
+  // per layer (one in all for layerwise sharing). The window kinds (mean, max, conv) have none.
+  if (c.attention == AttentionKind::Linformer && !is_window_kind(c.projection)) {
     if (c.sharing == Sharing::Layerwise || c.k.size() == 1)
       n += double(c.k[0]) * N * (c.sharing == Sharing::Layerwise ? 1 : L);
     else

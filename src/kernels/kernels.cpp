@@ -59,6 +59,12 @@ void matmul(bool transA, bool transB, int M, int N, int K, float alpha, const fl
   if (st != dnnl_success) throw Error("dnnl_sgemm failed with status " + std::to_string((int)st));
 }
 
+void add_inplace(float* y, const float* x, size_t n) {
+  const ptrdiff_t N = (ptrdiff_t)n;
+#pragma omp parallel for schedule(static)
+  for (ptrdiff_t i = 0; i < N; ++i) y[i] += x[i];
+}
+
 void bias_add_forward(float* y, const float* b, int T, int C) {
 #pragma omp parallel for schedule(static)
   for (int t = 0; t < T; ++t) {

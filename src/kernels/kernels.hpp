@@ -41,6 +41,9 @@ void linear_forward(float* y, const float* x, const float* W, const float* b, in
 void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x, const float* W,
                      int T, int in, int out, bool accumulate_dx = false);
 
+// y[i] += x[i] for i < n (residual sums and their gradients), split over the threads.
+void add_inplace(float* y, const float* x, size_t n);
+
 // y[T,C] += b[C] for every row.
 void bias_add_forward(float* y, const float* b, int T, int C);
 // db[C] += sum over the T rows of dy[T,C].

@@ -11,7 +11,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstddef>
 #include <cstring>
 
 #include <omp.h>
@@ -352,9 +351,7 @@ class LinformerAttention : public AttentionCore {
       for (size_t i = 0; i < pk; ++i) dxe[i] += dxf[i];
       float* dxm = grow(dxm_, (size_t)T * d_);
       seq_pool_backward(dxm, dxe, arg_e_.data(), s.mask, s.B, s.n, d_, k, window_, is_max());
-      const ptrdiff_t Td = (ptrdiff_t)T * d_;
-#pragma omp parallel for schedule(static)
-      for (ptrdiff_t i = 0; i < Td; ++i) dx[i] += dxm[i];  // 0 at padding
+      add_inplace(dx, dxm, (size_t)T * d_);  // dxm is 0 at padding
     } else {
       float* dkf = grow(dkfull_, (size_t)T * d_);
       float* dvf = grow(dvfull_, (size_t)T * d_);

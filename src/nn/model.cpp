@@ -286,8 +286,7 @@ const float* Model::encode(const Batch& batch) {
     m.attn[l]->forward(attn, x, m.shape, training_ && pa > 0.0f, seed_next());
     float* res1 = grow(a.res1, Td);
     dropout_forward(res1, grow(a.keep1, Td), attn, Td, p, seed_next());
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < Td; ++i) res1[i] += x[i];
+    add_inplace(res1, x, Td);
     float* x1 = grow(a.x1, Td);
     layernorm_forward(x1, grow(a.mean1, T), grow(a.rstd1, T), res1, pt.data(lp.ln1_w), pt.data(lp.ln1_b), T, d,
                       cfg_.layer_norm_eps);
@@ -300,8 +299,7 @@ const float* Model::encode(const Batch& batch) {
     linear_forward(down, act, pt.data(lp.down_w), pt.data(lp.down_b), T, f, d);
     float* res2 = grow(a.res2, Td);
     dropout_forward(res2, grow(a.keep2, Td), down, Td, p, seed_next());
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < Td; ++i) res2[i] += x1[i];
+    add_inplace(res2, x1, Td);
     layernorm_forward(grow(a.out, Td), grow(a.mean2, T), grow(a.rstd2, T), res2, pt.data(lp.ln2_w),
                       pt.data(lp.ln2_b), T, d, cfg_.layer_norm_eps);
     x = a.out.data();
@@ -578,8 +576,7 @@ void Model::backward() {
                        a.rstd1.data(), pt.data(lp.ln1_w), T, d);
     dropout_backward(dattn, dtmp, a.keep1.data(), Td, p);
     m.attn[l]->backward(dx, dattn, x, m.shape);
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < Td; ++i) dx[i] += dtmp[i];
+    add_inplace(dx, dtmp, Td);
   }
   // x0 = Dropout(LN(emb))
   dropout_backward(dtmp, dx, m.emb_keep.data(), Td, p);

@@ -140,13 +140,14 @@ class TiledAttention : public Attention {
           for (int k0 = 0; k0 < n; k0 += kKeyBlock) {
             const int bk = std::min(kKeyBlock, n - k0);
             const size_t koff = base + (size_t)k0 * d_;
+            const uint8_t* mk = mask + k0;
             // Recompute the probabilities of this tile.
             matmul(false, true, bq, bk, dh_, scale, q_.data() + qoff, d_, k_.data() + koff, d_, 0.0f, P.data(), bk);
             for (int r = 0; r < bq; ++r) {
               float* pr = P.data() + (size_t)r * bk;
               const float lr = L[q0 + r];
 #pragma omp simd
-              for (int j = 0; j < bk; ++j) pr[j] = mask[k0 + j] ? exp_vec(pr[j] - lr) : 0.0f;
+              for (int j = 0; j < bk; ++j) pr[j] = mk[j] ? exp_vec(pr[j] - lr) : 0.0f;
             }
             const float* Pv = P.data();  // the probabilities that multiplied V (dropped out, if any)
             if (dropped_) {
