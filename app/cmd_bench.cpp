@@ -20,6 +20,7 @@
 
 #include "bench_commands.hpp"
 #include "commands.hpp"
+#include "core/fs.hpp"
 #include "kernels/kernels.hpp"
 #include "linformer/error.hpp"
 #include "linformer/model.hpp"
@@ -618,9 +619,7 @@ void run_bench(const BenchOptions& o, int threads) {
   if (o.scaling) run_scaling(o, out);
   if (o.max_train_n) run_max_train_n(o, out);
   if (!o.json.empty()) {
-    const std::string tmp = o.json + ".tmp";
-    std::ofstream(tmp) << out.dump(2) << "\n";
-    if (std::rename(tmp.c_str(), o.json.c_str()) != 0) throw IoError(o.json + ": cannot write");
+    core::write_file_atomic(o.json, out.dump(2) + "\n");
   }
 }
 

@@ -15,7 +15,7 @@
 #include "finetune_commands.hpp"
 #include "linformer/error.hpp"
 #include "linformer/model.hpp"
-#include "train/run_dir.hpp"
+#include "core/fs.hpp"
 
 namespace fs = std::filesystem;
 
@@ -171,7 +171,7 @@ void run_eval(const EvalOptions& o, int threads) {
     j["model"] = o.model;
     j["task"] = task;
     j["split"] = o.split;
-    write_text_atomic(o.json, j.dump(2) + "\n");
+    core::write_file_atomic(o.json, j.dump(2) + "\n");
     fmt::print("eval: results in {}\n", o.json);
   }
 }
@@ -205,12 +205,7 @@ void run_predict(const PredictOptions& o, int threads) {
   Classifier c(o.model);
   const bool jsonl = o.format == "jsonl" || (o.format == "auto" && fs::path(o.input).extension() == ".jsonl");
   const bool truncate = o.truncate || c.truncates();
-  std::string data;
-  {
-    std::ifstream in(o.input, std::ios::binary);
-    if (!in) throw IoError(fmt::format("{}: cannot read", o.input));
-    data.assign(std::istreambuf_iterator<char>(in), {});
-  }
+  const std::string data = core::read_file(o.input);
   // Every line is read and tokenized before anything is classified or written.
   std::vector<std::vector<int32_t>> seqs;
   size_t line_no = 0, pos = 0;
@@ -261,7 +256,7 @@ void run_predict(const PredictOptions& o, int threads) {
   if (o.output.empty())
     fmt::print("{}", out);
   else
-    write_text_atomic(o.output, out);
+    core::write_file_atomic(o.output, out);
 }
 
 }  // namespace linformer::app

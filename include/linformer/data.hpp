@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "linformer/model.hpp"
+#include "linformer/batch.hpp"
 
 namespace linformer {
 

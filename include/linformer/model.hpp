@@ -11,22 +11,11 @@
 #include <string>
 #include <vector>
 
+#include "linformer/batch.hpp"
 #include "linformer/config.hpp"
 #include "linformer/params.hpp"
 
 namespace linformer {
-
-// Token ids [B, n] with a key-padding mask [B, n] (1 = real token, 0 = padding).
-struct Batch {
-  int B = 0, n = 0;
-  std::vector<int32_t> ids;  // [B*n]
-  std::vector<uint8_t> mask; // [B*n]
-  // Pads sequences of different lengths with pad_id to the longest; throws InputError if empty.
-  static Batch from_sequences(const std::vector<std::vector<int32_t>>& seqs, int32_t pad_id = 0);
-  int length(int b) const;  // number of real tokens in sequence b
-};
-
-constexpr int kIgnoreIndex = -100;  // label value that the losses skip (as PyTorch)
 
 // One layer's attention probabilities P (softmax output, before dropout) from the last forward:
 // data[((b * heads + i) * n + t) * cols + c] is how much query t of sequence b attends, in head i,

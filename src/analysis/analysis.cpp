@@ -13,7 +13,7 @@
 #include "linformer/error.hpp"
 #include "linformer/model.hpp"
 #include "linformer/tokenizer.hpp"
-#include "train/run_dir.hpp"
+#include "core/fs.hpp"
 
 // LAPACK (Debian liblapack3): divide-and-conquer SVD. Fortran passes everything by reference;
 // the trailing size_t is the hidden length of the character argument.
@@ -188,9 +188,9 @@ std::vector<std::string> write_spectrum(const Spectrum& s, const std::string& pr
   hm.annotate = true;
   hm.size = 400;
   const std::vector<std::string> paths = {prefix + ".csv", prefix + "_curves.svg", prefix + "_heatmap.svg"};
-  write_text_atomic(paths[0], csv);
-  write_text_atomic(paths[1], svg::charts(title, panels, std::min(s.layers, 3)));
-  write_text_atomic(paths[2], svg::heatmap(hm));
+  core::write_file_atomic(paths[0], csv);
+  core::write_file_atomic(paths[1], svg::charts(title, panels, std::min(s.layers, 3)));
+  core::write_file_atomic(paths[2], svg::heatmap(hm));
   return paths;
 }
 
@@ -220,7 +220,7 @@ std::vector<std::string> write_attention_maps(Model& model, const std::vector<in
       for (int t = 0; t < p.n; ++t)
         for (int c = 0; c < p.cols; ++c) csv += fmt::format("{},{},{},{},{:.6g}\n", l, h, t, c, P[(size_t)t * p.cols + c]);
       const std::string path = fmt::format("{}_L{}_H{}.svg", prefix, l, h);
-      write_text_atomic(path, svg::heatmap(hm));
+      core::write_file_atomic(path, svg::heatmap(hm));
       paths.push_back(path);
       hm.size = 160;
       hm.max_cells = 128;
@@ -229,13 +229,13 @@ std::vector<std::string> write_attention_maps(Model& model, const std::vector<in
     }
   }
   const std::string grid_path = prefix + "_grid.svg";
-  write_text_atomic(grid_path,
+  core::write_file_atomic(grid_path,
                     svg::heatmap_grid(fmt::format("Attention of one input (n = {}), rows: layers, columns: heads; "
                                                   "each map scaled to its own maximum",
                                                   ids.size()),
                                       grid, cfg.n_heads));
   paths.push_back(grid_path);
-  write_text_atomic(prefix + ".csv", csv);
+  core::write_file_atomic(prefix + ".csv", csv);
   paths.push_back(prefix + ".csv");
   return paths;
 }

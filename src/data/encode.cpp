@@ -17,8 +17,8 @@ using namespace data_detail;
 
 size_t encode_corpus(const Tokenizer& tok, const std::vector<std::string>& inputs, const std::string& out_path) {
   const std::vector<std::string> files = expand_inputs(inputs);
-  AtomicFile out(out_path);
-  AtomicFile ends(out_path + ".ends");  // scratch, never committed (removed when done)
+  core::AtomicFile out(out_path, core::kCreateParents);
+  core::AtomicFile ends(out_path + ".ends", core::kCreateParents);  // scratch, never committed (removed when done)
 
   TokenHeader h{};
   std::memcpy(h.magic, kTokenMagic, 8);

@@ -14,9 +14,9 @@ namespace linformer {
 using namespace task_detail;
 
 IdxArray read_idx(const std::string& path) {
-  std::string bytes = read_file_bytes(path);
+  std::string bytes = core::read_file(path);
   if (bytes.size() >= 2 && (unsigned char)bytes[0] == 0x1F && (unsigned char)bytes[1] == 0x8B)
-    bytes = run_program_output({"gzip", "-dc", "--", path}, fmt::format("{}: gzip data", path));
+    bytes = core::run_program_output({"gzip", "-dc", "--", path}, fmt::format("{}: gzip data", path));
   const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
   if (bytes.size() < 4) throw IoError(fmt::format("{}: too short for an IDX file ({} bytes)", path, bytes.size()));
   if (p[0] != 0 || p[1] != 0)

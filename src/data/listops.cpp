@@ -230,7 +230,7 @@ void ListOpsGenerator::next(std::string& text, int& value, int& length, int& dep
       continue;
     }
     const std::string_view bytes(reinterpret_cast<const char*>(m.toks.data()), m.toks.size());
-    if (!m.seen.insert({hash64(bytes, 11), hash64(bytes, 12)}).second) {
+    if (!m.seen.insert({core::hash_string(bytes, 11), core::hash_string(bytes, 12)}).second) {
       ++m.stats.duplicates;
       continue;
     }

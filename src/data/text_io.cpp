@@ -1,8 +1,5 @@
-// Input listing, UTF-8-checked line reading and atomic file writing for the data code.
+// Input listing and UTF-8-checked line reading for the data code.
 #include "data/text_io.hpp"
-
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -17,17 +14,6 @@
 namespace fs = std::filesystem;
 
 namespace linformer::data_detail {
-
-namespace {
-mode_t current_umask() {
-  static const mode_t mask = [] {
-    const mode_t m = ::umask(022);
-    ::umask(m);
-    return m;
-  }();
-  return mask;
-}
-}  // namespace
 
 std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs) {
   if (inputs.empty()) throw IoError("no input files given");
@@ -108,48 +94,6 @@ bool LineReader::next(std::string& line) {
 
 bool is_blank(std::string_view line) {
   return line.find_first_not_of(" \t") == std::string_view::npos;
-}
-
-AtomicFile::AtomicFile(const std::string& path) : path_(path) {
-  const fs::path parent = fs::path(path).parent_path();
-  std::error_code ec;
-  if (!parent.empty()) fs::create_directories(parent, ec);
-  if (ec) throw IoError(fmt::format("{}: cannot create folder {}: {}", path, parent.string(), ec.message()));
-  std::string tmpl = path + ".tmp-XXXXXX";
-  const int fd = mkstemp(tmpl.data());
-  if (fd < 0) throw IoError(fmt::format("{}: cannot create a temporary file: {}", path, std::strerror(errno)));
-  tmp_ = tmpl;
-  ::fchmod(fd, 0666 & ~current_umask());  // mkstemp makes 0600; give the file the usual permissions
-  f_ = fdopen(fd, "w+b");  // readable too (encode_corpus reads its side file back)
-  if (!f_) {
-    ::close(fd);
-    ::unlink(tmp_.c_str());
-    throw IoError(fmt::format("{}: cannot open a temporary file: {}", path, std::strerror(errno)));
-  }
-  std::setvbuf(f_, nullptr, _IOFBF, 1 << 20);
-}
-
-AtomicFile::~AtomicFile() {
-  if (f_) {
-    std::fclose(f_);
-    ::unlink(tmp_.c_str());
-  }
-}
-
-void AtomicFile::write(const void* data, size_t bytes) {
-  if (bytes && std::fwrite(data, 1, bytes, f_) != bytes)
-    throw IoError(fmt::format("{}: write failed: {}", path_, std::strerror(errno)));
-}
-
-void AtomicFile::commit() {
-  bool ok = std::fflush(f_) == 0 && ::fsync(fileno(f_)) == 0;
-  ok = (std::fclose(f_) == 0) && ok;
-  f_ = nullptr;
-  if (!ok || std::rename(tmp_.c_str(), path_.c_str()) != 0) {
-    const std::string why = std::strerror(errno);
-    ::unlink(tmp_.c_str());
-    throw IoError(fmt::format("{}: cannot write: {}", path_, why));
-  }
 }
 
 }  // namespace linformer::data_detail

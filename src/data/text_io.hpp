@@ -1,5 +1,5 @@
 // Internal helpers of the data code: listing input files, reading text line by line with UTF-8
-// validation, and writing files atomically (temporary file in the same folder, then rename).
+// validation (files are written with core::AtomicFile).
 #pragma once
 #include <cstdint>
 #include <cstdio>
@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "core/fs.hpp"  // core::AtomicFile, which the data writers use
 
 namespace linformer::data_detail {
 
@@ -34,24 +36,5 @@ class LineReader {
 
 // True when the line holds nothing but spaces and tabs.
 bool is_blank(std::string_view line);
-
-// A file written under a temporary name next to `path` and renamed onto it by commit();
-// removed if never committed. The parent folder is created if missing.
-class AtomicFile {
- public:
-  explicit AtomicFile(const std::string& path);
-  ~AtomicFile();
-  AtomicFile(const AtomicFile&) = delete;
-  AtomicFile& operator=(const AtomicFile&) = delete;
-  FILE* get() const { return f_; }
-  const std::string& path() const { return path_; }
-  void write(const void* data, size_t bytes);  // IoError naming the file on failure
-  void write(std::string_view s) { write(s.data(), s.size()); }
-  void commit();  // flush, fsync, close, rename
-
- private:
-  std::string path_, tmp_;
-  FILE* f_ = nullptr;
-};
 
 }  // namespace linformer::data_detail

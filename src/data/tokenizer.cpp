@@ -10,6 +10,7 @@
 
 #include <fmt/core.h>
 
+#include "core/rng.hpp"
 #include "data/text_io.hpp"
 #include "linformer/error.hpp"
 
@@ -30,12 +31,7 @@ constexpr size_t kMaxPieceBytes = 4000;
 // Fixed thread count: the unigram EM sums per-thread counts, so the model depends on it.
 constexpr int kTrainThreads = 4;
 
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ULL;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-  return x ^ (x >> 31);
-}
+using core::splitmix64;
 
 // Feeds the non-blank lines of the input files to the trainer, one pass, in file order.
 class LineIterator : public sentencepiece::SentenceIterator {
@@ -172,7 +168,7 @@ void Tokenizer::train(const std::vector<std::string>& inputs, int vocab_size, co
   if (!sp.LoadFromSerializedProto(proto).ok()) throw IoError("tokenizer: the trained model does not load");
   check_specials(sp, out_model);
 
-  data_detail::AtomicFile out(out_model);
+  core::AtomicFile out(out_model, core::kCreateParents);
   out.write(proto);
   out.commit();
 }

@@ -1,6 +1,8 @@
 // See data_parallel.hpp.
 #include "dist/data_parallel.hpp"
 
+#include "core/hash.hpp"
+
 #include <algorithm>
 
 #include <fmt/format.h>
@@ -27,16 +29,16 @@ Slice rank_slice(size_t global, size_t per_rank, int rank) {
 }
 
 uint64_t checksum(const std::vector<float>& v) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  const uint32_t* w = reinterpret_cast<const uint32_t*>(v.data());
-  for (size_t i = 0; i < v.size(); ++i) h = (h ^ w[i]) * 0x100000001b3ULL;
-  return h;
+  return core::fnv1a_words(reinterpret_cast<const uint32_t*>(v.data()), v.size());
 }
 
 uint64_t checksum(std::initializer_list<uint64_t> values) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (uint64_t v : values)
-    for (int byte = 0; byte < 8; ++byte) h = (h ^ ((v >> (8 * byte)) & 0xff)) * 0x100000001b3ULL;
+  uint64_t h = core::kFnvOffset;
+  for (uint64_t v : values) {
+    unsigned char bytes[8];  // little-endian, whatever the machine
+    for (int byte = 0; byte < 8; ++byte) bytes[byte] = (unsigned char)(v >> (8 * byte));
+    h = core::fnv1a(bytes, 8, h);
+  }
   return h;
 }
 

@@ -1,6 +1,6 @@
 // The safetensors format (docs/format.md): u64 little-endian header length N, N bytes of JSON
 // (padded with spaces to a multiple of 8), then the raw little-endian tensor data.
-// Writing is atomic (temporary file in the same folder, fsync, rename). Reading validates every
+// Writing is atomic (core::AtomicFile). Reading validates every
 // size and offset before trusting it and never allocates more than the file holds.
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/fs.hpp"
 #include "linformer/checkpoint.hpp"
 #include "linformer/error.hpp"
 
@@ -99,40 +100,13 @@ void write_safetensors(const std::string& path, const std::vector<NamedTensor>& 
   if (h.size() > kMaxHeader)
     throw IoError(fmt::format("{}: header would be {} bytes, over the {} byte limit", path, h.size(), kMaxHeader));
 
-  const std::string tmp = fmt::format("{}.tmp.{}", path, getpid());
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) throw IoError(fmt::format("{}: cannot create temporary file {}: {}", path, tmp, std::strerror(errno)));
-  int err = 0;  // first errno seen
-  auto check = [&](bool ok) {
-    if (!ok && err == 0) err = errno ? errno : EIO;
-    return ok;
-  };
+  core::AtomicFile f(path);
   uint8_t len[8];
   for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(static_cast<uint64_t>(h.size()) >> (8 * i));
-  errno = 0;
-  bool ok = check(std::fwrite(len, 1, 8, f) == 8) && check(std::fwrite(h.data(), 1, h.size(), f) == h.size());
-  for (const auto& t : tensors)
-    ok = ok && (t.bytes.empty() || check(std::fwrite(t.bytes.data(), 1, t.bytes.size(), f) == t.bytes.size()));
-  ok = check(std::fflush(f) == 0) && ok;
-  ok = check(fsync(fileno(f)) == 0) && ok;
-  ok = check(std::fclose(f) == 0) && ok;
-  if (!ok) {
-    std::remove(tmp.c_str());
-    throw IoError(fmt::format("{}: write failed: {}", path, std::strerror(err)));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string why = std::strerror(errno);
-    std::remove(tmp.c_str());
-    throw IoError(fmt::format("{}: cannot move the new file into place: {}", path, why));
-  }
-  // Make the rename itself durable (best effort: some file systems refuse to fsync a folder).
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  if (dir.empty()) dir = ".";
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (dfd >= 0) {
-    (void)fsync(dfd);
-    ::close(dfd);
-  }
+  f.write(len, 8);
+  f.write(h);
+  for (const auto& t : tensors) f.write(t.bytes.data(), t.bytes.size());
+  f.commit();
 }
 
 SafetensorsFile read_safetensors(const std::string& path) {

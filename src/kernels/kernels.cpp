@@ -10,6 +10,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/rng.hpp"
 #include "kernels/fast_math.hpp"
 #include "linformer/error.hpp"
 
@@ -323,16 +324,10 @@ void softmax_backward(float* dS, const float* P, const float* dP, int rows, int 
   }
 }
 
-// splitmix64 finaliser over (seed, index): a counter-based generator, so element i's number
-// does not depend on which thread computes it.
-static inline uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
+// splitmix64 over (seed, index): a counter-based generator, so element i's number does not depend
+// on which thread computes it.
 float dropout_uniform(uint64_t seed, uint64_t i) {
-  uint64_t h = mix64(mix64(seed + 0x9e3779b97f4a7c15ULL) ^ (i * 0xd6e8feb86659fd93ULL));
+  uint64_t h = core::mix64(core::splitmix64(seed) ^ (i * 0xd6e8feb86659fd93ULL));
   return (float)(h >> 40) * (1.0f / 16777216.0f);  // 24 random bits -> [0, 1)
 }
 

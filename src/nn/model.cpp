@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "core/buffers.hpp"
 #include "kernels/kernels.hpp"
 #include "linformer/error.hpp"
 #include "nn/attention.hpp"
@@ -17,14 +18,9 @@
 namespace linformer {
 
 using namespace kernels;
+using core::grow;
 
 namespace {
-
-template <class T>
-T* grow(std::vector<T>& v, size_t n) {
-  if (v.size() < n) v.resize(n);
-  return v.data();
-}
 
 // Seeds for the dropout sites of one forward pass, from (model seed, forward counter, site).
 uint64_t site_seed(uint64_t seed, uint64_t counter, uint64_t site) {
@@ -212,29 +208,6 @@ void Model::init(uint64_t seed) {
     for (size_t j = 0; j < p.numel; ++j) w[j] = is_matrix ? normal(rng) : (is_norm_weight ? 1.0f : 0.0f);
   }
   params_.zero_grad();
-}
-
-Batch Batch::from_sequences(const std::vector<std::vector<int32_t>>& seqs, int32_t pad_id) {
-  if (seqs.empty()) throw InputError("batch: no sequences");
-  Batch b;
-  b.B = (int)seqs.size();
-  for (auto& s : seqs) b.n = std::max(b.n, (int)s.size());
-  b.ids.assign((size_t)b.B * b.n, pad_id);
-  b.mask.assign((size_t)b.B * b.n, 0);
-  for (int i = 0; i < b.B; ++i) {
-    if (seqs[i].empty()) throw InputError(fmt::format("batch: sequence {} is empty", i));
-    for (size_t t = 0; t < seqs[i].size(); ++t) {
-      b.ids[(size_t)i * b.n + t] = seqs[i][t];
-      b.mask[(size_t)i * b.n + t] = 1;
-    }
-  }
-  return b;
-}
-
-int Batch::length(int b) const {
-  int c = 0;
-  for (int t = 0; t < n; ++t) c += mask[(size_t)b * n + t];
-  return c;
 }
 
 const float* Model::encode(const Batch& batch) {

@@ -17,6 +17,7 @@
 #include "linformer/optimizer.hpp"
 #include "linformer/tokenizer.hpp"
 #include "linformer/trainer.hpp"
+#include "core/rng.hpp"
 #include "dist/communicator.hpp"
 #include "dist/data_parallel.hpp"
 #include "train/progress.hpp"
@@ -229,22 +230,13 @@ json state_json(const FtState& st) {
 // The order of the training examples in an epoch: a Fisher-Yates shuffle driven by a splitmix64
 // generator keyed by (seed, epoch), so any epoch's order is recomputed without replaying the run,
 // identically on every platform.
-uint64_t mix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ULL;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-  return x ^ (x >> 31);
-}
+using core::splitmix64;
 
 std::vector<uint32_t> epoch_order(size_t n, uint64_t seed, uint64_t epoch) {
   std::vector<uint32_t> order(n);
   std::iota(order.begin(), order.end(), 0u);
-  uint64_t s = mix64(seed ^ mix64(0xF17E ^ mix64(epoch)));
-  for (size_t i = n; i > 1; --i) {
-    const uint64_t r = mix64(s += 0x9E3779B97F4A7C15ULL);
-    const size_t j = (size_t)(((unsigned __int128)r * i) >> 64);
-    std::swap(order[i - 1], order[j]);
-  }
+  core::Rng rng(splitmix64(seed ^ splitmix64(0xF17E ^ splitmix64(epoch))));
+  core::shuffle(order, rng);
   return order;
 }
 
@@ -256,7 +248,7 @@ std::vector<uint32_t> group_by_length(const std::vector<uint32_t>& order, const 
   std::vector<uint32_t> out;
   out.reserve(order.size());
   const size_t pool = batch * kLengthGroupBatches;
-  uint64_t s = mix64(seed ^ mix64(0x6B0C ^ mix64(epoch)));
+  core::Rng rng(splitmix64(seed ^ splitmix64(0x6B0C ^ splitmix64(epoch))));
   for (size_t begin = 0; begin < order.size(); begin += pool) {
     const size_t end = std::min(order.size(), begin + pool);
     std::vector<uint32_t> chunk(order.begin() + (std::ptrdiff_t)begin, order.begin() + (std::ptrdiff_t)end);
@@ -267,10 +259,7 @@ std::vector<uint32_t> group_by_length(const std::vector<uint32_t>& order, const 
     const size_t full = chunk.size() / batch;
     std::vector<size_t> batches(full);
     std::iota(batches.begin(), batches.end(), size_t{0});
-    for (size_t i = full; i > 1; --i) {
-      const uint64_t r = mix64(s += 0x9E3779B97F4A7C15ULL);
-      std::swap(batches[i - 1], batches[(size_t)(((unsigned __int128)r * i) >> 64)]);
-    }
+    core::shuffle(batches, rng);
     for (size_t b : batches)
       out.insert(out.end(), chunk.begin() + (std::ptrdiff_t)(b * batch),
                  chunk.begin() + (std::ptrdiff_t)((b + 1) * batch));
@@ -522,7 +511,7 @@ std::string pretrained_file(const std::string& path) {
 
 ModelConfig read_run_config(const fs::path& dir) {
   try {
-    return ModelConfig::from_json(read_json(dir / "config.json"));
+    return ModelConfig::from_json(core::read_json(dir / "config.json"));
   } catch (const ConfigError& e) {
     throw IoError(fmt::format("{}: {}", (dir / "config.json").string(), e.what()));
   }
@@ -577,10 +566,10 @@ FinetuneSummary finetune(const FinetuneOptions& opt, const std::string& out_dir)
 
   if (dist::world().is_root()) {  // under MPI only rank 0 writes the run folder
     fs::create_directories(dir);
-    if (tok) copy_file_atomic(tok_path, dir / "tokenizer.model");
-    copy_file_atomic(fs::path(o.task) / "task.json", dir / "task.json");
-    write_text_atomic(dir / "config.json", cfg.to_json().dump(2) + "\n");
-    write_text_atomic(dir / "finetune.json", o.to_json().dump(2) + "\n");
+    if (tok) core::copy_file_atomic(tok_path, dir / "tokenizer.model");
+    core::copy_file_atomic(fs::path(o.task) / "task.json", dir / "task.json");
+    core::write_file_atomic(dir / "config.json", cfg.to_json().dump(2) + "\n");
+    core::write_file_atomic(dir / "finetune.json", o.to_json().dump(2) + "\n");
     fs::remove(dir / "metrics.jsonl");
   }
   AdamW adam(model.params(), o.adamw());
@@ -593,7 +582,7 @@ FinetuneSummary resume_finetuning(const std::string& out_dir, int64_t steps) {
   const ModelConfig cfg = read_run_config(dir);
   FinetuneOptions o;
   try {
-    o = FinetuneOptions::from_json(read_json(dir / "finetune.json"));
+    o = FinetuneOptions::from_json(core::read_json(dir / "finetune.json"));
   } catch (const ConfigError& e) {
     throw IoError(fmt::format("{}: {}", (dir / "finetune.json").string(), e.what()));
   }
@@ -621,7 +610,7 @@ FinetuneSummary resume_finetuning(const std::string& out_dir, int64_t steps) {
                                   out_dir, st.step, total));
   if (total != o.steps) {
     o.steps = total;
-    if (dist::world().is_root()) write_text_atomic(dir / "finetune.json", o.to_json().dump(2) + "\n");
+    if (dist::world().is_root()) core::write_file_atomic(dir / "finetune.json", o.to_json().dump(2) + "\n");
   }
   return ft_loop(model, o, dir, in, st, adam);
 }
@@ -649,7 +638,7 @@ Classifier::Classifier(const std::string& path) {
     tok_ = std::make_unique<Tokenizer>(tp.string());
   }
   if (fs::exists(run / "finetune.json")) {
-    const json j = read_json(run / "finetune.json");
+    const json j = core::read_json(run / "finetune.json");
     try {
       truncates_ = j.value("truncate", false);
       task_dir_ = j.value("task", std::string());

@@ -22,67 +22,6 @@ using json = nlohmann::json;
 
 namespace linformer {
 
-// ---------------------------------------------------------------- files
-
-void write_text_atomic(const fs::path& path, const std::string& text) {
-  fs::path tmp = path;
-  tmp += fmt::format(".tmp.{}", getpid());
-  {
-    FILE* f = std::fopen(tmp.c_str(), "wb");
-    if (!f) throw IoError(fmt::format("{}: cannot write", tmp.string()));
-    bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-    ok = std::fflush(f) == 0 && ok;
-    ok = fsync(fileno(f)) == 0 && ok;
-    ok = std::fclose(f) == 0 && ok;
-    if (!ok) {
-      fs::remove(tmp);
-      throw IoError(fmt::format("{}: write failed (disk full?)", tmp.string()));
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp);
-    throw IoError(fmt::format("{}: cannot rename into place: {}", path.string(), ec.message()));
-  }
-}
-
-void copy_file_atomic(const fs::path& from, const fs::path& to) {
-  fs::path tmp = to;
-  tmp += fmt::format(".tmp.{}", getpid());
-  std::error_code ec;
-  fs::copy_file(from, tmp, fs::copy_options::overwrite_existing, ec);
-  if (!ec) fs::rename(tmp, to, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw IoError(fmt::format("{}: cannot copy to {}", from.string(), to.string()));
-  }
-}
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(fmt::format("{}: cannot read", path.string()));
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-json read_json(const fs::path& path) {
-  try {
-    return json::parse(read_text(path));
-  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e999
-    throw IoError(fmt::format("{}: invalid JSON: {}", path.string(), e.what()));
-  }
-}
-
-void fsync_dir(const fs::path& dir) {
-  FILE* f = std::fopen(dir.c_str(), "r");
-  if (f) {
-    fsync(fileno(f));
-    std::fclose(f);
-  }
-}
-
-// ---------------------------------------------------------------- checkpoints
-
 // ---------------------------------------------------------------- run settings
 
 void add_run_settings(json& j, const RunSettings& s) {
@@ -176,8 +115,8 @@ fs::path save_checkpoint(const fs::path& dir, int64_t step, const Model& model, 
     write_safetensors((tmp_dir / "optimizer.safetensors").string(),
                       {f32_tensor("adamw.m", opt.m()), f32_tensor("adamw.v", opt.v())},
                       {{"adamw.steps", std::to_string(opt.steps())}});
-    write_text_atomic(tmp_dir / "state.json", state.dump(2) + "\n");
-    fsync_dir(tmp_dir);
+    core::write_file_atomic(tmp_dir / "state.json", state.dump(2) + "\n");
+    core::fsync_dir(tmp_dir);
   } catch (...) {  // a full disk: leave nothing half written; `latest` still names the last good one
     std::error_code ec;
     fs::remove_all(tmp_dir, ec);
@@ -185,19 +124,18 @@ fs::path save_checkpoint(const fs::path& dir, int64_t step, const Model& model, 
   }
   if (fs::exists(final_dir)) remove_checkpoint_dir(final_dir);  // never the one `latest` names
   fs::rename(tmp_dir, final_dir);
-  fsync_dir(dir);
-  write_text_atomic(dir / "latest", name + "\n");
-  fsync_dir(dir);
+  core::fsync_dir(dir);
+  core::write_file_atomic(dir / "latest", name + "\n");
+  core::fsync_dir(dir);
   // Tidy up, now that `latest` names the new checkpoint: drop what a killed process left (folders
-  // ckpt-*.tmp and ckpt-*.del, files NAME.tmp.PID of write_text_atomic), checkpoints past this step
+  // ckpt-*.tmp and ckpt-*.del, temporary files NAME.tmp.PID.N of core::AtomicFile), checkpoints past this step
   // (left by a run that was rewound to an earlier checkpoint: they belong to a history that no
   // longer exists), and the oldest checkpoints beyond `keep`.
-  const std::regex ckpt_re("ckpt-[0-9]{8}"), leftover_dir_re("ckpt-[0-9]{8}\\.(tmp|del)"),
-      leftover_file_re(".+\\.tmp\\.[0-9]+");
+  const std::regex ckpt_re("ckpt-[0-9]{8}"), leftover_dir_re("ckpt-[0-9]{8}\\.(tmp|del)");
   std::vector<fs::path> leftovers, older, newer;
   for (auto& e : fs::directory_iterator(dir)) {
     const std::string n = e.path().filename().string();
-    if (e.is_regular_file() && std::regex_match(n, leftover_file_re)) leftovers.push_back(e.path());
+    if (e.is_regular_file() && core::is_atomic_temp_name(n)) leftovers.push_back(e.path());
     if (!e.is_directory() || n == name) continue;
     if (std::regex_match(n, leftover_dir_re)) leftovers.push_back(e.path());
     if (std::regex_match(n, ckpt_re)) (n > name ? newer : older).push_back(e.path());
@@ -222,13 +160,13 @@ json load_checkpoint(const fs::path& ckpt, Model& model, AdamW& opt) {
   } catch (const std::exception&) {
     throw IoError(fmt::format("{}: metadata adamw.steps '{}' is not an integer", opath, it->second));
   }
-  return read_json(ckpt / "state.json");
+  return core::read_json(ckpt / "state.json");
 }
 
 std::string latest_checkpoint(const std::string& out_dir) {
   const fs::path p = fs::path(out_dir) / "latest";
   if (!fs::exists(p)) throw IoError(fmt::format("{}: no checkpoint (file 'latest' is missing)", out_dir));
-  std::string name = read_text(p);
+  std::string name = core::read_file(p);
   while (!name.empty() && std::isspace((unsigned char)name.back())) name.pop_back();
   if (!std::regex_match(name, std::regex("ckpt-[0-9]{8}")))
     throw IoError(fmt::format("{}: 'latest' names '{}', not a checkpoint folder", out_dir, name));
@@ -256,7 +194,7 @@ void truncate_metrics(const fs::path& path, int64_t step) {
     } catch (const json::exception&) {  // a line cut by a crash: drop it
     }
   }
-  write_text_atomic(path, kept);
+  core::write_file_atomic(path, kept);
 }
 
 // ---------------------------------------------------------------- signals

@@ -1,5 +1,5 @@
 // The machinery of a training run folder, shared by the pretraining loop (trainer.cpp) and the
-// fine-tuning loop (finetune.cpp): atomic text files, checkpoints of model + AdamW + loop state
+// fine-tuning loop (finetune.cpp): checkpoints of model + AdamW + loop state
 // with the `latest` pointer, metrics.jsonl, the SIGINT/SIGTERM guard and the NaN stop.
 //
 // A checkpoint folder DIR/ckpt-SSSSSSSS/ holds model.safetensors, optimizer.safetensors (AdamW
@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/fs.hpp"
 #include "linformer/error.hpp"
 #include "linformer/optimizer.hpp"
 
@@ -23,15 +24,6 @@ namespace linformer {
 
 class Model;
 class AdamW;
-
-// Writes `text` to `path` atomically: a temporary file in the same folder, flushed and fsynced,
-// then renamed over `path`. IoError naming the file.
-void write_text_atomic(const std::filesystem::path& path, const std::string& text);
-// Copies a file atomically (temporary copy, then rename). IoError naming both files.
-void copy_file_atomic(const std::filesystem::path& from, const std::filesystem::path& to);
-std::string read_text(const std::filesystem::path& path);      // IoError if unreadable
-nlohmann::json read_json(const std::filesystem::path& path);   // IoError naming the file if invalid
-void fsync_dir(const std::filesystem::path& dir);
 
 // Saves the checkpoint of `step` in dir (see above); `state` is written as its state.json. Keeps
 // the `keep` newest checkpoints, removes leftover ckpt-*.tmp folders and checkpoints past `step`

@@ -334,12 +334,10 @@ TrainSummary pretrain(const ModelConfig& cfg, const TrainOptions& opt, const std
   if (root) {
     fs::create_directories(dir);
     if (!o.tokenizer.empty()) {
-      const fs::path tmp = dir / "tokenizer.model.tmp";
-      fs::copy_file(o.tokenizer, tmp, fs::copy_options::overwrite_existing);
-      fs::rename(tmp, dir / "tokenizer.model");
+      core::copy_file_atomic(o.tokenizer, dir / "tokenizer.model");
     }
-    write_text_atomic(dir / "config.json", cfg.to_json().dump(2) + "\n");
-    write_text_atomic(dir / "train.json", o.to_json().dump(2) + "\n");
+    core::write_file_atomic(dir / "config.json", cfg.to_json().dump(2) + "\n");
+    core::write_file_atomic(dir / "train.json", o.to_json().dump(2) + "\n");
     fs::remove(dir / "metrics.jsonl");
   }
   Model model(cfg);
@@ -353,13 +351,13 @@ TrainSummary resume_pretraining(const std::string& out_dir, int64_t steps) {
   const std::string ckpt = latest_checkpoint(out_dir);
   ModelConfig cfg;
   try {
-    cfg = ModelConfig::from_json(read_json(dir / "config.json"));
+    cfg = ModelConfig::from_json(core::read_json(dir / "config.json"));
   } catch (const ConfigError& e) {
     throw IoError(fmt::format("{}: {}", (dir / "config.json").string(), e.what()));
   }
   TrainOptions o;
   try {
-    o = TrainOptions::from_json(read_json(dir / "train.json"));
+    o = TrainOptions::from_json(core::read_json(dir / "train.json"));
   } catch (const ConfigError& e) {
     throw IoError(fmt::format("{}: {}", (dir / "train.json").string(), e.what()));
   }
@@ -373,7 +371,7 @@ TrainSummary resume_pretraining(const std::string& out_dir, int64_t steps) {
                                   out_dir, st.step, total));
   if (total != o.steps) {  // only once the new total is known to be valid
     o.steps = total;
-    if (dist::world().is_root()) write_text_atomic(dir / "train.json", o.to_json().dump(2) + "\n");
+    if (dist::world().is_root()) core::write_file_atomic(dir / "train.json", o.to_json().dump(2) + "\n");
   }
   return run_loop(model, o, dir, st, adam);
 }

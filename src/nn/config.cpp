@@ -10,6 +10,8 @@
 #include <nlohmann/json.hpp>
 
 #include "linformer/config.hpp"
+
+#include "core/fs.hpp"
 #include "linformer/error.hpp"
 
 using json = nlohmann::json;
@@ -272,14 +274,10 @@ ModelConfig ModelConfig::from_file(const std::string& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec))
     throw IoError(fmt::format("{}: cannot read config file: it is a directory", path));
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(fmt::format("{}: cannot open config file: {}", path, std::strerror(errno)));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw IoError(fmt::format("{}: cannot read config file", path));
+  const std::string text = core::read_file(path);
   json j;
   try {
-    j = json::parse(ss.str());
+    j = json::parse(text);
   } catch (const json::exception& e) {
     // e.what() gives nlohmann's position: "parse error at line 3, column 5: ..."; a number too
     // large for a double ("1e999") is an out_of_range error (406), not a parse_error.
