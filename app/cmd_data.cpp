@@ -3,7 +3,7 @@
 #include <fmt/core.h>
 
 #include "data_commands.hpp"
-#include "linformer/corpus.hpp"
+#include "linformer/datasets.hpp"
 
 namespace linformer::app {
 

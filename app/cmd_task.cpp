@@ -7,7 +7,7 @@
 #include <fmt/core.h>
 
 #include "linformer/error.hpp"
-#include "linformer/tasks.hpp"
+#include "linformer/datasets.hpp"
 #include "linformer/tokenizer.hpp"
 #include "task_commands.hpp"
 

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "linformer/tasks.hpp"
+#include "linformer/datasets.hpp"
 
 namespace CLI {
 class App;

@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "data/token_file.hpp"
-#include "linformer/corpus.hpp"
+#include "linformer/datasets.hpp"
 #include "linformer/data.hpp"
 #include "linformer/error.hpp"
 #include "linformer/tokenizer.hpp"

@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "linformer/error.hpp"
-#include "linformer/tasks.hpp"
+#include "linformer/datasets.hpp"
 #include "linformer/tokenizer.hpp"
 
 namespace fs = std::filesystem;

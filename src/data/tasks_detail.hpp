@@ -44,4 +44,13 @@ class TaskWriter {
 // Checks a label name for the task format (non-empty, no tab/CR/LF, valid UTF-8); ConfigError.
 void check_label_name(const std::string& name);
 
+// ListOps inside the generator and the evaluator: operators 0-3 (MIN MAX MED SM), digits 4-13,
+// 14 the closing bracket; adding kListOpsFirstOp gives the vocabulary id.
+inline constexpr const char* kListOpsOpNames[4] = {"[MIN", "[MAX", "[MED", "[SM"};
+inline constexpr uint8_t kListOpsCodeDigit = 4, kListOpsCodeClose = 14;
+static_assert(kListOpsFirstOp + kListOpsCodeDigit == kListOpsFirstDigit &&
+              kListOpsFirstOp + kListOpsCodeClose == kListOpsClose);
+// The value of operator `op` over v[0..n) (MED sorts v).
+int listops_apply(int op, int* v, int n);
+
 }  // namespace linformer::task_detail

@@ -5,7 +5,7 @@
 
 #include "data/tasks_detail.hpp"
 #include "linformer/error.hpp"
-#include "linformer/tasks.hpp"
+#include "linformer/datasets.hpp"
 
 namespace fs = std::filesystem;
 

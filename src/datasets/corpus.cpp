@@ -1,5 +1,5 @@
 // Corpora: the State of the Union addresses from npm, and a document-level train/valid splitter.
-#include "linformer/corpus.hpp"
+#include "linformer/datasets.hpp"
 
 #include <algorithm>
 #include <cctype>
