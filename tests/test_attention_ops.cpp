@@ -287,8 +287,11 @@ TEST(AttentionBlock, PerThreadScoreBlocksGiveTheSameContext) {
 // ---------------------------------------------------------------------------------------------
 // flash_attention_forward / flash_attention_backward (tiled exact attention)
 
-// n: below one tile, the tile sizes +- 1, several query and key tiles with ragged ends.
-const int kFlashSizes[] = {1, 5, 127, 129, 257, 300};
+// n: below one tile, a query tile + 1, several query and key tiles with ragged ends.
+const int kFlashSizes[] = {1, 5, 129, 300};
+
+// The double reference is slow at n = 300: there, odd head dims and three (sequence, head) blocks.
+bool skip_large(int n, int B, int h, int dh) { return n > 200 && (dh != 7 || B * h == 6 || B * h == 1); }
 
 struct FlashRun {
   int B, n, h, dh;
@@ -341,7 +344,7 @@ TEST(FlashAttention, ForwardMatchesReference) {
         for (int dh : {1, 7, 16})
           for (int mk = 0; mk < 4; ++mk)
             for (float p : {0.0f, 0.25f}) {
-              if (n > 200 && (dh == 1 || h * B > 3)) continue;  // the double reference is slow
+              if (skip_large(n, B, h, dh)) continue;
               FlashRun r(rng, B, n, h, dh, mk, p);
               r.forward();
               wctx.add(rel_err(r.ctx, r.ctx_d, kTerm), r.where(mk));
@@ -359,7 +362,7 @@ TEST(FlashAttention, BackwardMatchesReference) {
         for (int dh : {1, 7, 16})
           for (int mk = 0; mk < 4; ++mk)
             for (float p : {0.0f, 0.25f}) {
-              if (n > 200 && (dh == 1 || h * B > 3)) continue;
+              if (skip_large(n, B, h, dh)) continue;
               FlashRun r(rng, B, n, h, dh, mk, p);
               r.forward();
               const size_t T = (size_t)B * n * r.d();
