@@ -11,8 +11,11 @@
 //      the score/softmax/context block) and its table entries (make; declare_* if it has tensors);
 //   3. this file: the declarations of those entries below and one row in kKinds;
 //   4. for parity with PyTorch, tests/reference/linformer_ref.py (and docs/model.md, format.md).
-// Nothing else in src/ or app/ names a kind.
-#include <algorithm>
+// Config parsing, the model, model files, analysis, bench --kinds and the CLI's logs then take
+// it as they are. What still names kinds on purpose: ModelConfig::validate (Linformer's own
+// fields), analysis' full-attention copy (what "exact" means), and the bench harness's table 3
+// and --max-train-n (the memory model of full attention's n x n buffers, Linformer's k loop:
+// figures about those kinds; a new kind runs in --train-step and --scaling as it is).
 #include <string>
 
 #include <fmt/format.h>
