@@ -65,10 +65,14 @@ void run_spectrum(const SpectrumOptions& o, int threads) {
   apply_threads(o.threads > 0 ? o.threads : threads);
   auto model = load_trained_model(o.model);
   const ModelConfig& cfg = model->config();
-  if (cfg.attention == AttentionKind::Linformer)
-    throw ConfigError(fmt::format("spectrum: {} has attention \"linformer\"; the spectrum is that of the n x n "
-                                  "attention matrices of a model with full attention (\"full\" or \"tiled\")",
-                                  o.model));
+  if (!attention_is_exact(cfg.attention)) {
+    std::string exact;  // "full" or "tiled"
+    for (AttentionKind k : attention_kinds())
+      if (attention_is_exact(k)) exact += fmt::format("{}\"{}\"", exact.empty() ? "" : " or ", to_string(k));
+    throw ConfigError(fmt::format("spectrum: {} has attention \"{}\"; the spectrum is that of the n x n "
+                                  "attention matrices of a model with full attention ({})",
+                                  o.model, to_string(cfg.attention), exact));
+  }
   const int n = o.seq_len > 0 ? o.seq_len : std::min(512, cfg.max_len);
   if (n > cfg.max_len)
     throw InputError(fmt::format("spectrum: --seq-len {} exceeds the model's max_len {}", n, cfg.max_len));
@@ -162,7 +166,7 @@ void run_attention_map(const AttentionMapOptions& o, int threads) {
                                  ids.size(), cfg.max_len));
   make_out_dir(o.out);
   const auto paths = write_attention_maps(*model, ids, (fs::path(o.out) / "attention").string());
-  const bool lin = cfg.attention == AttentionKind::Linformer;
+  const bool lin = !attention_is_exact(cfg.attention);  // columns: projected keys
   fmt::print("attention-map: n = {} tokens, {} layers x {} heads, maps of {} x {} ({}) -> {} ({} files)\n",
              ids.size(), cfg.n_layers, cfg.n_heads, ids.size(), lin ? "k per layer" : std::to_string(ids.size()),
              lin ? "queries x projected keys" : "queries x keys", o.out, paths.size());

@@ -127,7 +127,7 @@ ModelConfig bench_config(const BenchOptions& o, const std::string& kind, int n, 
   c.n_layers = o.layers;
   c.dropout = 0.1f;
   c.attention_dropout = 0.1f;
-  c.attention = kind == "full" ? AttentionKind::Full : kind == "tiled" ? AttentionKind::Tiled : AttentionKind::Linformer;
+  c.attention = attention_kind_from_string(kind);
   c.k = {std::min(k, n)};
   c.sharing = Sharing::Layerwise;  // the paper's Table 3 setting
   c.validate();
@@ -571,9 +571,15 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
                 "Largest n a training step fits in --mem-budget-gb, per kind (fit from the first three --n, then checked)");
   cmd->add_option("--n", o.n, "Sequence lengths")->delimiter(',')->capture_default_str();
   cmd->add_option("--k", o.k, "Linformer projected lengths")->delimiter(',')->capture_default_str();
-  cmd->add_option("--kinds", o.kinds, "Attention kinds (full, tiled, linformer)")
+  std::vector<std::string> kinds;  // every registered attention kind
+  std::string kind_list;
+  for (AttentionKind kind : attention_kinds()) {
+    kinds.push_back(to_string(kind));
+    kind_list += (kind_list.empty() ? "" : ", ") + kinds.back();
+  }
+  cmd->add_option("--kinds", o.kinds, "Attention kinds (" + kind_list + ")")
       ->delimiter(',')
-      ->check(CLI::IsMember({"full", "tiled", "linformer"}))
+      ->check(CLI::IsMember(kinds))
       ->capture_default_str();
   cmd->add_option("--d-model", o.d_model, "Model width")->capture_default_str();
   cmd->add_option("--heads", o.heads, "Attention heads")->capture_default_str();

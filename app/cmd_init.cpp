@@ -28,17 +28,9 @@ void run_init(const InitOptions& opt) {
   model.init(opt.seed);
   save_model(model, opt.out);
 
-  std::string k;
-  for (size_t i = 0; i < cfg.k.size(); ++i) {
-    if (i) k += ',';
-    k += std::to_string(cfg.k[i]);
-  }
-  fmt::print("init: attention={} layers={} d_model={} heads={} d_ff={} vocab={} max_len={}", to_string(cfg.attention),
-             cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.vocab_size, cfg.max_len);
-  if (cfg.attention == AttentionKind::Linformer) {
-    fmt::print(" k={} sharing={} proj_order={} projection={}", k, to_string(cfg.sharing), to_string(cfg.proj_order),
-               to_string(cfg.projection));
-  }
+  fmt::print("init: attention={} layers={} d_model={} heads={} d_ff={} vocab={} max_len={}{}", to_string(cfg.attention),
+             cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.vocab_size, cfg.max_len,
+             attention_config_summary(cfg));  // the kind's own fields (Linformer: k, sharing, ...)
   const size_t n = model.params().total();
   fmt::print(" params={} ({:.1f} MB) seed={} -> {}\n", n, static_cast<double>(n) * 4.0 / 1e6, opt.seed, opt.out);
 }

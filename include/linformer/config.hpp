@@ -74,7 +74,19 @@ struct ModelConfig {
   static ModelConfig from_file(const std::string& path);
 };
 
-const char* to_string(AttentionKind v);
+// Attention kinds, from their one registration table (src/nn/attention/registry.cpp).
+const char* to_string(AttentionKind v);  // the name in config files: "full", "linformer", "tiled"
+std::vector<AttentionKind> attention_kinds();  // every kind, in the order of the enum
+// The kind of a name; ConfigError listing the known names if there is none.
+AttentionKind attention_kind_from_string(const std::string& name);
+// Whether Model::attention_probs gives the probabilities of the last forward.
+bool attention_keeps_probs(AttentionKind v);
+// Softmax over all n keys with the q/k/v/out maps only: the function of "full" with the same
+// tensors (so its probabilities are those of a "full" model with its weights: n x n matrices).
+bool attention_is_exact(AttentionKind v);
+// The config fields of cfg's attention kind beyond the common ones, for logs
+// (" k=64 sharing=headwise proj_order=input_first projection=learned"; "" for none).
+std::string attention_config_summary(const ModelConfig& cfg);
 const char* to_string(Sharing v);
 const char* to_string(ProjOrder v);
 const char* to_string(Pooling v);

@@ -54,8 +54,16 @@ std::vector<double> normalized_cumsum(const std::vector<double>& s) {
 
 namespace {
 
-// Tiled attention keeps no probabilities; the same tensors in a full-attention model give the
-// same P (docs/model.md: "the same function as full attention").
+// The exact kinds (attention_is_exact) as a message lists them: "full" or "tiled".
+std::string exact_kinds() {
+  std::string s;
+  for (AttentionKind k : attention_kinds())
+    if (attention_is_exact(k)) s += fmt::format("{}\"{}\"", s.empty() ? "" : " or ", to_string(k));
+  return s;
+}
+
+// An exact kind that keeps no probabilities (tiled): the same tensors in a full-attention model
+// give the same P (docs/model.md: "the same function as full attention").
 std::unique_ptr<Model> as_full(const Model& m) {
   ModelConfig c = m.config();
   c.attention = AttentionKind::Full;
@@ -64,11 +72,11 @@ std::unique_ptr<Model> as_full(const Model& m) {
   return f;
 }
 
-// The model whose attention probabilities to read, in eval mode: `model` itself, or for tiled
-// attention (which keeps no probabilities) a full-attention copy held in `copy`.
+// The model whose attention probabilities to read, in eval mode: `model` itself, or for an exact
+// kind that keeps none (tiled) a full-attention copy held in `copy`.
 Model& probs_model(Model& model, std::unique_ptr<Model>& copy) {
   model.eval();
-  if (model.config().attention != AttentionKind::Tiled) return model;
+  if (attention_keeps_probs(model.config().attention) || !attention_is_exact(model.config().attention)) return model;
   copy = as_full(model);
   copy->eval();
   return *copy;
@@ -78,10 +86,10 @@ Model& probs_model(Model& model, std::unique_ptr<Model>& copy) {
 
 Spectrum attention_spectrum(Model& model, const std::vector<std::vector<int32_t>>& seqs, int batch) {
   const ModelConfig& cfg = model.config();
-  if (cfg.attention == AttentionKind::Linformer)
-    throw ConfigError(
-        "spectrum: the model has attention \"linformer\"; the spectrum is that of the n x n attention matrices of a "
-        "model with full attention (attention \"full\" or \"tiled\")");
+  if (!attention_is_exact(cfg.attention))
+    throw ConfigError(fmt::format("spectrum: the model has attention \"{}\"; the spectrum is that of the n x n "
+                                  "attention matrices of a model with full attention (attention {})",
+                                  to_string(cfg.attention), exact_kinds()));
   if (seqs.empty()) throw InputError("spectrum: no sequences");
   const int n = (int)seqs[0].size();
   for (size_t i = 0; i < seqs.size(); ++i)
@@ -200,7 +208,7 @@ std::vector<std::string> write_attention_maps(Model& model, const std::vector<in
   Model* m = &probs_model(model, full_copy);
   if (ids.empty()) throw InputError("attention-map: the input has no token");
   m->encode(Batch::from_sequences({ids}));  // InputError for ids outside the vocabulary or n > max_len
-  const bool lin = cfg.attention == AttentionKind::Linformer;
+  const bool lin = !attention_is_exact(cfg.attention);  // columns: projected keys (Linformer), not positions
   std::vector<std::string> paths;
   std::vector<svg::Heatmap> grid;
   std::string csv = "layer,head,query,key,weight\n";

@@ -8,6 +8,7 @@
 #include "linformer/checkpoint.hpp"
 #include "linformer/error.hpp"
 #include "linformer/model.hpp"
+#include "nn/attention/attention.hpp"
 
 namespace linformer {
 
@@ -83,25 +84,18 @@ void copy_weights(Model& model, const SafetensorsFile& f, const std::string& pat
 }
 
 // A lower bound of the number of parameters of the model of `c` (the token and position
-// embeddings, each layer's four d x d maps and two FFN matrices, one Linformer projection matrix
-// per layer where the kind has one, the MLM head's dense map and bias; LayerNorms and other
-// biases left out), in double so that it cannot overflow. Every one of those tensors must be in
-// the file, so a file whose tensors hold fewer bytes cannot match. load_model checks this
-// (loosely: files that miss by a tensor or two still get copy_weights' precise message) before
-// building the model, so that a hostile or corrupt config cannot make it allocate (or fail to
-// allocate: std::length_error, std::bad_alloc) a model far larger than the file.
-double min_params(const ModelConfig& c) {
+// embeddings, each layer's two FFN matrices and every attention tensor, the MLM head's dense map
+// and bias; LayerNorms and the other biases left out), in double so that it cannot overflow.
+// Every one of those tensors must be in the file, so a file whose tensors hold fewer bytes
+// cannot match. load_model checks this (loosely: files that miss by a tensor or two still get
+// copy_weights' precise message) before building the model, so that a hostile or corrupt config
+// cannot make it allocate (or fail to allocate: std::length_error, std::bad_alloc) a model far
+// larger than the file. The attention's share is counted from its registration (what the model
+// will declare, src/nn/attention/), layer by layer until the count passes stop_above.
+double min_params(const ModelConfig& c, double stop_above) {
   const double V = c.vocab_size, N = c.max_len, d = c.d_model, f = c.d_ff, L = c.n_layers;
-  double n = V * d + N * d + L * (4 * d * d + 2 * d * f) + d * d + V;
-  // Linformer with a projection matrix (learned or random): at least one [k, max_len] projection
-  // per layer (one in all for layerwise sharing). The window kinds (mean, max, conv) have none.
-  if (c.attention == AttentionKind::Linformer && !is_window_kind(c.projection)) {
-    if (c.sharing == Sharing::Layerwise || c.k.size() == 1)
-      n += double(c.k[0]) * N * (c.sharing == Sharing::Layerwise ? 1 : L);
-    else
-      for (int k : c.k) n += double(k) * N;  // one per layer (validated)
-  }
-  return n;
+  const double n = V * d + N * d + L * (2 * d * f) + d * d + V;
+  return n > stop_above ? n : n + attention_param_count(c, stop_above - n);
 }
 
 }  // namespace
@@ -128,8 +122,9 @@ std::unique_ptr<Model> load_model(const std::string& path) {
   uint64_t file_bytes = 0;
   for (const auto& t : f.tensors)
     if (t.dtype == "F32") file_bytes += t.bytes.size();
-  const double need = 4.0 * min_params(cfg);
-  if (need > 2.0 * static_cast<double>(file_bytes) + (1 << 20))
+  const double limit = 2.0 * static_cast<double>(file_bytes) + (1 << 20);
+  const double need = 4.0 * min_params(cfg, limit / 4.0);
+  if (need > limit)
     throw IoError(fmt::format("{}: the model config in the metadata needs at least {:.0f} bytes of F32 tensors, the "
                               "file holds only {}: the config does not match the tensors (corrupt file?)",
                               path, need, file_bytes));

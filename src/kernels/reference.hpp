@@ -1,4 +1,4 @@
-// Plain reference twins of every kernel in kernels.hpp: naive loops, no OpenMP, no oneDNN,
+// Plain reference twins of every kernel in kernels.hpp and attention.hpp: naive loops, no OpenMP, no oneDNN,
 // written to be obviously correct rather than fast. Same argument order and semantics as the
 // fast kernels, templated on the scalar type so the tests can run them in double.
 // Ids, targets and masks keep their integer types. Scalars (alpha, eps, scale...) are
@@ -8,7 +8,9 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <type_traits>
+#include <vector>
 
 #include "kernels/kernels.hpp"
 
@@ -303,6 +305,158 @@ void seq_pool_backward(T* din, const T* dout, const int32_t* arg, const uint8_t*
           if (mask[(size_t)b * n + t]) din[((size_t)b * n + t) * d + c] += dout[bj * d + c] / T(count);
       }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attention (attention.hpp). Head i of a [B, rows, h*dh] tensor is its column slice i*dh..;
+// probability tensors are [B*h, n, cols].
+
+// Attention dropout of row t of block bh, columns col0 .. col0+cols-1, of a [B*h, n, n_cols]
+// probability tensor: the keep rule of the fast kernel at the element's index in that tensor.
+template <class T>
+void attention_dropout_row(T* out, uint8_t* keep, const T* in, int cols, uint64_t seed, float p, int bh, int n,
+                           int n_cols, int t, int col0) {
+  for (int j = 0; j < cols; ++j) {
+    const uint64_t index = ((uint64_t)bh * n + t) * (uint64_t)n_cols + (uint64_t)(col0 + j);
+    const bool kept = kernels::dropout_uniform(seed, index) >= p;
+    if (keep) keep[j] = kept;
+    out[j] = kept ? in[j] / (T(1) - T(p)) : T(0);
+  }
+}
+
+// Multi-head attention against kk context keys: S = Q_i C_i^T / sqrt(dh), P = softmax over the
+// real keys (key_mask[B,kk], nullable), Pd = dropout(P) (p > 0), ctx_i = Pd V_i. Writes
+// ctx[B,n,h*dh]; P[B*h,n,kk] when P_blocks >= B*h (else P is not written); Pd, keep [B*h,n,kk]
+// when p > 0.
+template <class T>
+void attention_forward(T* ctx, T* P, T* Pd, uint8_t* keep, const T* q, const T* kc, const T* vc,
+                       const uint8_t* key_mask, int B, int n, int kk, int h, int dh, float p, uint64_t seed,
+                       int P_blocks) {
+  const int d = h * dh;
+  const T scale = T(1) / std::sqrt(T(dh));
+  std::vector<T> S((size_t)n * kk), Sd((size_t)n * kk);
+  std::vector<uint8_t> kp((size_t)n * kk);
+  for (int b = 0; b < B; ++b)
+    for (int i = 0; i < h; ++i) {
+      const int bh = b * h + i;
+      const size_t block = (size_t)bh * n * kk;
+      for (int t = 0; t < n; ++t)
+        for (int c = 0; c < kk; ++c) {
+          T acc = 0;
+          for (int e = 0; e < dh; ++e)
+            acc += q[((size_t)b * n + t) * d + i * dh + e] * kc[((size_t)b * kk + c) * d + i * dh + e];
+          S[(size_t)t * kk + c] = scale * acc;
+        }
+      softmax_forward(S.data(), S.data(), n, kk, key_mask ? key_mask + (size_t)b * kk : nullptr);
+      if (P_blocks >= B * h)
+        for (size_t e = 0; e < S.size(); ++e) P[block + e] = S[e];
+      Sd = S;
+      if (p > 0.0f) {
+        for (int t = 0; t < n; ++t)
+          attention_dropout_row(Sd.data() + (size_t)t * kk, kp.data() + (size_t)t * kk, S.data() + (size_t)t * kk, kk,
+                                seed, p, bh, n, kk, t, 0);
+        for (size_t e = 0; e < S.size(); ++e) Pd[block + e] = Sd[e], keep[block + e] = kp[e];
+      }
+      for (int t = 0; t < n; ++t)
+        for (int e = 0; e < dh; ++e) {
+          T acc = 0;
+          for (int c = 0; c < kk; ++c) acc += Sd[(size_t)t * kk + c] * vc[((size_t)b * kk + c) * d + i * dh + e];
+          ctx[((size_t)b * n + t) * d + i * dh + e] = acc;
+        }
+    }
+}
+
+// The gradients of attention_forward: dq[B,n,h*dh], dkc, dvc [B,kk,h*dh] (overwritten) from
+// dctx[B,n,h*dh] and the forward's P (all blocks), Pd and keep (p > 0). dP[B*h,n,kk]: scratch.
+template <class T>
+void attention_backward(T* dq, T* dkc, T* dvc, T* dP, const T* dctx, const T* q, const T* kc, const T* vc, const T* P,
+                        const T* Pd, const uint8_t* keep, int B, int n, int kk, int h, int dh, float p) {
+  const int d = h * dh;
+  const T scale = T(1) / std::sqrt(T(dh));
+  for (int b = 0; b < B; ++b)
+    for (int i = 0; i < h; ++i) {
+      const size_t block = (size_t)(b * h + i) * n * kk;
+      const T* Pb = P + block;
+      const T* Pdb = p > 0.0f ? Pd + block : Pb;
+      T* dS = dP + block;
+      auto Q = [&](int t, int e) { return q[((size_t)b * n + t) * d + i * dh + e]; };
+      auto K = [&](int c, int e) { return kc[((size_t)b * kk + c) * d + i * dh + e]; };
+      auto V = [&](int c, int e) { return vc[((size_t)b * kk + c) * d + i * dh + e]; };
+      auto G = [&](int t, int e) { return dctx[((size_t)b * n + t) * d + i * dh + e]; };
+      for (int c = 0; c < kk; ++c)  // dV = Pd^T dctx
+        for (int e = 0; e < dh; ++e) {
+          T acc = 0;
+          for (int t = 0; t < n; ++t) acc += Pdb[(size_t)t * kk + c] * G(t, e);
+          dvc[((size_t)b * kk + c) * d + i * dh + e] = acc;
+        }
+      for (int t = 0; t < n; ++t)  // dP = (dctx V^T) * keep / (1 - p)
+        for (int c = 0; c < kk; ++c) {
+          T acc = 0;
+          for (int e = 0; e < dh; ++e) acc += G(t, e) * V(c, e);
+          if (p > 0.0f) acc = keep[block + (size_t)t * kk + c] ? acc / (T(1) - T(p)) : T(0);
+          dS[(size_t)t * kk + c] = acc;
+        }
+      softmax_backward(dS, Pb, dS, n, kk);
+      for (int t = 0; t < n; ++t)  // dQ = scale dS K
+        for (int e = 0; e < dh; ++e) {
+          T acc = 0;
+          for (int c = 0; c < kk; ++c) acc += dS[(size_t)t * kk + c] * K(c, e);
+          dq[((size_t)b * n + t) * d + i * dh + e] = scale * acc;
+        }
+      for (int c = 0; c < kk; ++c)  // dK = scale dS^T Q
+        for (int e = 0; e < dh; ++e) {
+          T acc = 0;
+          for (int t = 0; t < n; ++t) acc += dS[(size_t)t * kk + c] * Q(t, e);
+          dkc[((size_t)b * kk + c) * d + i * dh + e] = scale * acc;
+        }
+    }
+}
+
+// Tiled exact attention's twin: attention_forward with kk = n and key_mask = mask[B,n], all in
+// memory, plus lse[B*h,n] = log sum over the real keys of exp(scaled score) (INFINITY for a row
+// without a real key).
+template <class T>
+void flash_attention_forward(T* ctx, T* lse, const T* q, const T* k, const T* v, const uint8_t* mask, int B, int n,
+                             int h, int dh, float p, uint64_t seed) {
+  const size_t probs = (size_t)B * h * n * n;
+  std::vector<T> P(probs), Pd(p > 0.0f ? probs : 0);
+  std::vector<uint8_t> keep(p > 0.0f ? probs : 0);
+  attention_forward(ctx, P.data(), Pd.data(), keep.data(), q, k, v, mask, B, n, n, h, dh, p, seed, B * h);
+  const int d = h * dh;
+  const T scale = T(1) / std::sqrt(T(dh));
+  for (int b = 0; b < B; ++b)
+    for (int i = 0; i < h; ++i)
+      for (int t = 0; t < n; ++t) {
+        std::vector<T> s;
+        for (int c = 0; c < n; ++c) {
+          if (!mask[(size_t)b * n + c]) continue;
+          T acc = 0;
+          for (int e = 0; e < dh; ++e) acc += q[((size_t)b * n + t) * d + i * dh + e] * k[((size_t)b * n + c) * d + i * dh + e];
+          s.push_back(scale * acc);
+        }
+        T& out = lse[((size_t)b * h + i) * n + t];
+        if (s.empty()) {
+          out = std::numeric_limits<T>::infinity();
+          continue;
+        }
+        const T mx = *std::max_element(s.begin(), s.end());
+        T sum = 0;
+        for (T x : s) sum += std::exp(x - mx);
+        out = mx + std::log(sum);
+      }
+}
+
+// The gradients of flash_attention_forward: dq, dk, dv [B,n,h*dh] (overwritten). Recomputes the
+// probabilities in full from q, k and mask (ctx and lse are not needed; kept for the signature).
+template <class T>
+void flash_attention_backward(T* dq, T* dk, T* dv, const T* dctx, const T* /*ctx*/, const T* /*lse*/, const T* q,
+                              const T* k, const T* v, const uint8_t* mask, int B, int n, int h, int dh, float p,
+                              uint64_t seed) {
+  const size_t probs = (size_t)B * h * n * n;
+  std::vector<T> ctx((size_t)B * n * h * dh), P(probs), Pd(p > 0.0f ? probs : 0), dP(probs);
+  std::vector<uint8_t> keep(p > 0.0f ? probs : 0);
+  attention_forward(ctx.data(), P.data(), Pd.data(), keep.data(), q, k, v, mask, B, n, n, h, dh, p, seed, B * h);
+  attention_backward(dq, dk, dv, dP.data(), dctx, q, k, v, P.data(), Pd.data(), keep.data(), B, n, n, h, dh, p);
 }
 
 }  // namespace linformer::ref

@@ -18,14 +18,7 @@ using json = nlohmann::json;
 
 namespace linformer {
 
-const char* to_string(AttentionKind v) {
-  switch (v) {
-    case AttentionKind::Full: return "full";
-    case AttentionKind::Linformer: return "linformer";
-    case AttentionKind::Tiled: return "tiled";
-  }
-  return "?";
-}
+// to_string(AttentionKind): src/nn/attention/registry.cpp (the registration table).
 const char* to_string(Sharing v) {
   switch (v) {
     case Sharing::None: return "none";
@@ -186,7 +179,7 @@ std::string brief(const json& j) {
 }
 
 template <class E>
-E parse_enum(const json& j, const char* field, std::initializer_list<std::pair<const char*, E>> options) {
+E parse_enum(const json& j, const char* field, const std::vector<std::pair<const char*, E>>& options) {
   std::string allowed;
   for (auto& [name, v] : options) allowed += fmt::format("{}\"{}\"", allowed.empty() ? "" : ", ", name);
   if (!j.is_string())
@@ -233,9 +226,11 @@ ModelConfig ModelConfig::from_json(const json& j) {
   if (has("n_heads")) c.n_heads = get_int(j["n_heads"], "n_heads");
   if (has("d_ff")) c.d_ff = get_int(j["d_ff"], "d_ff");
   if (has("n_layers")) c.n_layers = get_int(j["n_layers"], "n_layers");
-  if (has("attention"))
-    c.attention = parse_enum<AttentionKind>(j["attention"], "attention",
-                                            {{"full", AttentionKind::Full}, {"linformer", AttentionKind::Linformer}, {"tiled", AttentionKind::Tiled}});
+  if (has("attention")) {
+    std::vector<std::pair<const char*, AttentionKind>> kinds;  // from the registration table
+    for (AttentionKind kind : attention_kinds()) kinds.emplace_back(to_string(kind), kind);
+    c.attention = parse_enum<AttentionKind>(j["attention"], "attention", kinds);
+  }
   if (has("k")) {
     const json& kj = j["k"];
     c.k.clear();

@@ -13,7 +13,7 @@
 #include "core/buffers.hpp"
 #include "kernels/kernels.hpp"
 #include "linformer/error.hpp"
-#include "nn/attention.hpp"
+#include "nn/attention/attention.hpp"
 
 namespace linformer {
 
@@ -29,8 +29,7 @@ uint64_t site_seed(uint64_t seed, uint64_t counter, uint64_t site) {
   return z ^ (z >> 33);
 }
 
-struct LayerParams {
-  QkvoParams qkvo{};
+struct LayerParams {  // the attention's: AttentionParams
   int ln1_w, ln1_b, up_w, up_b, down_w, down_b, ln2_w, ln2_b;
 };
 
@@ -88,73 +87,21 @@ struct Model::Impl {
 
 Model::Model(const ModelConfig& cfg) : cfg_(cfg), impl_(std::make_unique<Impl>()) {
   cfg_.validate();
-  const int d = cfg_.d_model, f = cfg_.d_ff, V = cfg_.vocab_size, N = cfg_.max_len, h = cfg_.n_heads;
+  const int d = cfg_.d_model, f = cfg_.d_ff, V = cfg_.vocab_size, N = cfg_.max_len;
   Impl& m = *impl_;
   ParamTable& pt = params_;
   m.tok = pt.add("tok_emb.weight", {V, d}, false);
   m.pos = pt.add("pos_emb.weight", {N, d}, false);
   m.embln_w = pt.add("emb_norm.weight", {d}, false);
   m.embln_b = pt.add("emb_norm.bias", {d}, false);
-  const bool lin = cfg_.attention == AttentionKind::Linformer;
-  // Projection tensors (docs/format.md): [k, N] matrices (learned; random, frozen), [w] conv
-  // kernels, none for mean/max pooling; with sharing "none" one per head ([h, ...]).
-  const ProjKind kind = cfg_.projection;
-  const bool has_proj = lin && kind != ProjKind::Mean && kind != ProjKind::Max;
-  const bool frozen = kind == ProjKind::Random;
-  auto proj_shape = [&](int layer, bool per_head) {
-    std::vector<int64_t> sh;
-    if (per_head) sh.push_back(h);
-    if (kind == ProjKind::Conv) {
-      sh.push_back(cfg_.window_of(layer));
-    } else {
-      sh.push_back(cfg_.k_of(layer));
-      sh.push_back(N);
-    }
-    return sh;
-  };
-  auto add_proj = [&](const std::string& name, int layer, bool per_head) {
-    return pt.add(name, proj_shape(layer, per_head), !frozen, !frozen);
-  };
-  int shared = -1;
-  if (has_proj && cfg_.sharing == Sharing::Layerwise) shared = add_proj("attn_proj_shared", 0, false);
-  std::vector<LinformerProj> projs(cfg_.n_layers);
+  // The attention's tensors (src/nn/attention/, docs/format.md): its kind's model-wide ones
+  // here, then in each layer its maps and the kind's own tensors.
+  const AttentionShared attn_shared = declare_attention_shared(pt, cfg_);
+  std::vector<AttentionParams> attn_params;
   for (int l = 0; l < cfg_.n_layers; ++l) {
     const std::string b = fmt::format("blk.{}.", l);
     LayerParams lp{};
-    auto& q = lp.qkvo;
-    q.q_w = pt.add(b + "attn_q.weight", {d, d}, true);
-    q.q_b = pt.add(b + "attn_q.bias", {d}, false);
-    q.k_w = pt.add(b + "attn_k.weight", {d, d}, true);
-    q.k_b = pt.add(b + "attn_k.bias", {d}, false);
-    q.v_w = pt.add(b + "attn_v.weight", {d, d}, true);
-    q.v_b = pt.add(b + "attn_v.bias", {d}, false);
-    if (lin) {
-      LinformerProj& pr = projs[l];
-      pr.k = cfg_.k_of(l);
-      pr.kind = kind;
-    }
-    if (has_proj) {
-      LinformerProj& pr = projs[l];
-      switch (cfg_.sharing) {
-        case Sharing::None:
-          pr.heads = h;
-          pr.e = add_proj(b + "attn_proj_e", l, true);
-          pr.f = add_proj(b + "attn_proj_f", l, true);
-          break;
-        case Sharing::Headwise:
-          pr.e = add_proj(b + "attn_proj_e", l, false);
-          pr.f = add_proj(b + "attn_proj_f", l, false);
-          break;
-        case Sharing::KeyValue:
-          pr.e = pr.f = add_proj(b + "attn_proj_kv", l, false);
-          break;
-        case Sharing::Layerwise:
-          pr.e = pr.f = shared;
-          break;
-      }
-    }
-    q.o_w = pt.add(b + "attn_out.weight", {d, d}, true);
-    q.o_b = pt.add(b + "attn_out.bias", {d}, false);
+    attn_params.push_back(declare_attention_params(pt, cfg_, l, b, attn_shared));
     lp.ln1_w = pt.add(b + "attn_norm.weight", {d}, false);
     lp.ln1_b = pt.add(b + "attn_norm.bias", {d}, false);
     lp.up_w = pt.add(b + "ffn_up.weight", {f, d}, true);
@@ -177,10 +124,7 @@ Model::Model(const ModelConfig& cfg) : cfg_(cfg), impl_(std::make_unique<Impl>()
     m.cls_out_b = pt.add("cls.out.bias", {cfg_.num_labels}, false);
   }
   pt.finalize();
-  for (int l = 0; l < cfg_.n_layers; ++l)
-    m.attn.push_back(lin ? make_linformer_attention(cfg_, pt, m.layers[l].qkvo, projs[l])
-                     : cfg_.attention == AttentionKind::Tiled ? make_tiled_attention(cfg_, pt, m.layers[l].qkvo)
-                                                              : make_full_attention(cfg_, pt, m.layers[l].qkvo));
+  for (int l = 0; l < cfg_.n_layers; ++l) m.attn.push_back(make_attention(cfg_, pt, l, attn_params[l]));
   m.acts.resize(cfg_.n_layers);
   // LayerNorm weights start at 1 even before init(), so a loaded-later model is never degenerate.
   init(0);

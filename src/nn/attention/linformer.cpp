@@ -1,170 +1,59 @@
-// Full and Linformer attention. Both share one core (see AttentionCore): per batch element b and
-// head i, scores S = Q_i C_i^T / sqrt(dh) against "context keys" C (the n keys for full
-// attention, the k projected keys for Linformer), softmax, dropout, and the weighted sum of the
-// context values. The kinds differ only in how they make C and its values from x, and how they
-// send the gradient back.
-//
-// Layouts: activations are row-major [T, d] with T = B*n (token t of sequence b is row b*n+t);
-// head i is the column slice [i*dh, (i+1)*dh). Context keys/values are [B, kk, d] with the same
-// head slices, so per-head matmuls need no transposes or copies (leading dimension d).
-#include "nn/attention.hpp"
-
+// Linformer attention (kind "linformer"): keys and values projected along the sequence to k rows
+// by E and F, then AttentionCore's attention against those k context keys. No n x n buffer
+// exists on this path. Also the kind's tensors (docs/format.md): their registration, with the
+// sharing modes, and their config fields in logs.
 #include <algorithm>
-#include <cmath>
 #include <cstring>
+#include <memory>
+#include <string>
 
-#include <omp.h>
+#include <fmt/format.h>
 
 #include "kernels/kernels.hpp"
+#include "nn/attention/core.hpp"
 
 namespace linformer {
 
-using namespace kernels;
+namespace attention_detail {
 
 namespace {
 
-template <class T>
-T* grow(std::vector<T>& v, size_t n) {
-  if (v.size() < n) v.resize(n);
-  return v.data();
+using namespace kernels;
+
+// One layer's projection: E and F as indices into the ParamTable ([e_heads, k, max_len] for
+// learned and random, [e_heads, w] for conv; -1 for mean/max pooling, which have no tensors;
+// f may equal e), e_heads = 1 when shared by the heads, else n_heads.
+struct LinformerProj {
+  int e = -1, f = -1;
+  int heads = 1;
+  int k = 0;
+  ProjKind kind = ProjKind::Learned;
+};
+
+// Mean and max pooling have no tensors.
+bool has_proj_tensors(const ModelConfig& cfg) {
+  return cfg.projection != ProjKind::Mean && cfg.projection != ProjKind::Max;
 }
 
-class AttentionCore : public Attention {
- public:
-  AttentionCore(const ModelConfig& cfg, ParamTable& pt, QkvoParams p)
-      : pt_(pt), p_(p), d_(cfg.d_model), h_(cfg.n_heads), dh_(cfg.head_dim()), attn_p_(cfg.attention_dropout) {}
-
-  void forward(float* out, const float* x, const AttnShape& s, bool training, uint64_t seed) override {
-    const int T = s.B * s.n;
-    float* q = grow(q_, (size_t)T * d_);
-    linear_forward(q, x, pt_.data(p_.q_w), pt_.data(p_.q_b), T, d_, d_);
-    make_context(x, s);  // fills kc_, vc_ ([B, kk, d]) and sets kk_
-    const int kk = kk_;
-    const size_t block = (size_t)s.n * kk;  // one (b, head) score block
-    // Inference only: one score block per thread, not one per (sequence, head).
-    const size_t blocks = inference_only_ ? (size_t)std::min(omp_get_max_threads(), s.B * h_) : (size_t)s.B * h_;
-    float* P = grow(p_buf_, blocks * block);
-    float* ctx = grow(ctx_, (size_t)T * d_);
-    const float scale = 1.0f / std::sqrt((float)dh_);
-    const uint8_t* key_mask = context_mask(s);  // [B, kk] or null
-    dropped_ = training && attn_p_ > 0.0f;
-    float* Pd = dropped_ ? grow(pd_buf_, (size_t)s.B * h_ * block) : P;
-    uint8_t* keep = dropped_ ? grow(keep_, (size_t)s.B * h_ * block) : nullptr;
-    // Each (b, head) block is independent: one parallel loop, single-threaded matmuls inside.
-#pragma omp parallel for schedule(dynamic)
-    for (int bh = 0; bh < s.B * h_; ++bh) {
-      const int b = bh / h_, i = bh % h_;
-      const float* qb = q + (size_t)b * s.n * d_ + i * dh_;
-      const float* kb = kc_.data() + (size_t)b * kk * d_ + i * dh_;
-      const float* vb = vc_.data() + (size_t)b * kk * d_ + i * dh_;
-      float* Pb = P + (inference_only_ ? (size_t)omp_get_thread_num() : (size_t)bh) * block;
-      matmul(false, true, s.n, kk, dh_, scale, qb, d_, kb, d_, 0.0f, Pb, kk);
-      softmax_forward(Pb, Pb, s.n, kk, key_mask ? key_mask + (size_t)b * kk : nullptr);
-      float* Pdb = Pb;
-      if (dropped_) {
-        Pdb = Pd + bh * block;
-        // Serial here (we are inside the parallel loop): element-wise with the same hash.
-        const float sc = 1.0f / (1.0f - attn_p_);
-        uint8_t* kp = keep + bh * block;
-        for (size_t e = 0; e < block; ++e) {
-          kp[e] = dropout_uniform(seed, bh * block + e) >= attn_p_;
-          Pdb[e] = kp[e] ? Pb[e] * sc : 0.0f;
-        }
-      }
-      matmul(false, false, s.n, dh_, kk, 1.0f, Pdb, kk, vb, d_, 0.0f, ctx + (size_t)b * s.n * d_ + i * dh_, d_);
-    }
-    linear_forward(out, ctx, pt_.data(p_.o_w), pt_.data(p_.o_b), T, d_, d_);
+// The shape of a projection tensor of layer `layer` (docs/format.md): [k, N] matrices (learned;
+// random, frozen), [w] conv kernels; with sharing "none" one per head ([h, ...]).
+std::vector<int64_t> proj_shape(const ModelConfig& cfg, int layer, bool per_head) {
+  std::vector<int64_t> sh;
+  if (per_head) sh.push_back(cfg.n_heads);
+  if (cfg.projection == ProjKind::Conv) {
+    sh.push_back(cfg.window_of(layer));
+  } else {
+    sh.push_back(cfg.k_of(layer));
+    sh.push_back(cfg.max_len);
   }
+  return sh;
+}
 
-  void backward(float* dx, const float* dout, const float* x, const AttnShape& s) override {
-    const int T = s.B * s.n, kk = kk_;
-    const size_t block = (size_t)s.n * kk;
-    float* dctx = grow(dctx_, (size_t)T * d_);
-    linear_backward(dctx, pt_.grad(p_.o_w), pt_.grad(p_.o_b), dout, ctx_.data(), pt_.data(p_.o_w), T, d_, d_);
-    float* dq = grow(dq_, (size_t)T * d_);
-    float* dkc = grow(dkc_, (size_t)s.B * kk * d_);
-    float* dvc = grow(dvc_, (size_t)s.B * kk * d_);
-    float* dP = grow(dp_buf_, (size_t)s.B * h_ * block);
-    const float scale = 1.0f / std::sqrt((float)dh_);
-    const float* P = p_buf_.data();
-    const float* Pd = dropped_ ? pd_buf_.data() : P;
-#pragma omp parallel for schedule(dynamic)
-    for (int bh = 0; bh < s.B * h_; ++bh) {
-      const int b = bh / h_, i = bh % h_;
-      const size_t tok = (size_t)b * s.n * d_ + i * dh_, ctxo = (size_t)b * kk * d_ + i * dh_;
-      const float* Pb = P + bh * block;
-      const float* Pdb = Pd + bh * block;
-      float* dPb = dP + bh * block;
-      // ctx = Pd V  ->  dPd = dctx V^T,  dV = Pd^T dctx
-      matmul(false, true, s.n, kk, dh_, 1.0f, dctx + tok, d_, vc_.data() + ctxo, d_, 0.0f, dPb, kk);
-      matmul(true, false, kk, dh_, s.n, 1.0f, Pdb, kk, dctx + tok, d_, 0.0f, dvc + ctxo, d_);
-      if (dropped_) {
-        const float sc = 1.0f / (1.0f - attn_p_);
-        const uint8_t* kp = keep_.data() + bh * block;
-        for (size_t e = 0; e < block; ++e) dPb[e] = kp[e] ? dPb[e] * sc : 0.0f;
-      }
-      softmax_backward(dPb, Pb, dPb, s.n, kk);
-      // S = scale Q K^T  ->  dQ = scale dS K,  dK = scale dS^T Q
-      matmul(false, false, s.n, dh_, kk, scale, dPb, kk, kc_.data() + ctxo, d_, 0.0f, dq + tok, d_);
-      matmul(true, false, kk, dh_, s.n, scale, dPb, kk, q_.data() + tok, d_, 0.0f, dkc + ctxo, d_);
-    }
-    linear_backward(dx, pt_.grad(p_.q_w), pt_.grad(p_.q_b), dq, x, pt_.data(p_.q_w), T, d_, d_);
-    context_backward(dx, dkc, dvc, x, s);  // adds to dx
-  }
-
-  const float* probs(int* cols) const override {
-    *cols = kk_;
-    return p_buf_.data();
-  }
-
-  std::vector<std::vector<float>*> forward_buffers() override {
-    std::vector<std::vector<float>*> v = {&q_, &kc_, &vc_, &p_buf_, &ctx_};
-    add_forward_buffers(v);
-    return v;
-  }
-
- protected:
-  // Builds kc_, vc_ ([B, kk_, d]) from x and sets kk_.
-  virtual void make_context(const float* x, const AttnShape& s) = 0;
-  // Given dkc, dvc ([B, kk, d]), accumulates parameter gradients and ADDS the input gradient to dx.
-  virtual void context_backward(float* dx, const float* dkc, const float* dvc, const float* x,
-                                const AttnShape& s) = 0;
-  // Which context keys are real, [B, kk] (padded keys get probability 0), or null: all are.
-  virtual const uint8_t* context_mask(const AttnShape& s) const = 0;
-  // Large forward buffers of the kind itself (see forward_buffers).
-  virtual void add_forward_buffers(std::vector<std::vector<float>*>&) {}
-
-  ParamTable& pt_;
-  QkvoParams p_;
-  int d_, h_, dh_;
-  float attn_p_;
-  int kk_ = 0;
-  bool dropped_ = false;
-  std::vector<float> q_, kc_, vc_, p_buf_, pd_buf_, ctx_;
-  std::vector<uint8_t> keep_;
-  std::vector<float> dctx_, dq_, dkc_, dvc_, dp_buf_;
-};
-
-// Exact attention: the context keys are all n keys; padded keys are masked in the softmax.
-class FullAttention : public AttentionCore {
- public:
-  using AttentionCore::AttentionCore;
-
- protected:
-  const uint8_t* context_mask(const AttnShape& s) const override { return s.mask; }  // kk = n
-  void make_context(const float* x, const AttnShape& s) override {
-    const int T = s.B * s.n;
-    kk_ = s.n;
-    linear_forward(grow(kc_, (size_t)T * d_), x, pt_.data(p_.k_w), pt_.data(p_.k_b), T, d_, d_);
-    linear_forward(grow(vc_, (size_t)T * d_), x, pt_.data(p_.v_w), pt_.data(p_.v_b), T, d_, d_);
-  }
-  void context_backward(float* dx, const float* dkc, const float* dvc, const float* x,
-                        const AttnShape& s) override {
-    const int T = s.B * s.n;
-    linear_backward(dx, pt_.grad(p_.k_w), pt_.grad(p_.k_b), dkc, x, pt_.data(p_.k_w), T, d_, d_, true);
-    linear_backward(dx, pt_.grad(p_.v_w), pt_.grad(p_.v_b), dvc, x, pt_.data(p_.v_w), T, d_, d_, true);
-  }
-};
+// The random projection is frozen: no weight decay, no gradient.
+int add_proj(ParamTable& pt, const ModelConfig& cfg, const std::string& name, int layer, bool per_head) {
+  const bool frozen = cfg.projection == ProjKind::Random;
+  return pt.add(name, proj_shape(cfg, layer, per_head), !frozen, !frozen);
+}
 
 // Linformer: context keys/values are k rows projected along the sequence by E and F.
 // The projection kinds (docs/model.md): learned, random and conv are linear maps E [k, max_len]
@@ -482,13 +371,62 @@ class LinformerAttention : public AttentionCore {
 
 }  // namespace
 
-std::unique_ptr<Attention> make_full_attention(const ModelConfig& cfg, ParamTable& pt, QkvoParams p) {
-  return std::make_unique<FullAttention>(cfg, pt, p);
+// The table's entries (registry.cpp).
+
+// Sharing "layerwise": one projection for all layers, heads, keys and values, registered first.
+AttentionShared linformer_declare_shared(ParamTable& pt, const ModelConfig& cfg) {
+  AttentionShared s;
+  if (has_proj_tensors(cfg) && cfg.sharing == Sharing::Layerwise)
+    s.own.push_back(add_proj(pt, cfg, "attn_proj_shared", 0, false));
+  return s;
 }
 
-std::unique_ptr<Attention> make_linformer_attention(const ModelConfig& cfg, ParamTable& pt, QkvoParams p,
-                                                    LinformerProj proj) {
-  return std::make_unique<LinformerAttention>(cfg, pt, p, proj);
+// Per layer: {E, F} (the same index twice when they are one tensor), or {} for pooling.
+std::vector<int> linformer_declare_layer(ParamTable& pt, const ModelConfig& cfg, int l, const std::string& b,
+                                         const AttentionShared& shared) {
+  if (!has_proj_tensors(cfg)) return {};
+  switch (cfg.sharing) {
+    case Sharing::None: {
+      const int e = add_proj(pt, cfg, b + "attn_proj_e", l, true);
+      return {e, add_proj(pt, cfg, b + "attn_proj_f", l, true)};
+    }
+    case Sharing::Headwise: {
+      const int e = add_proj(pt, cfg, b + "attn_proj_e", l, false);
+      return {e, add_proj(pt, cfg, b + "attn_proj_f", l, false)};
+    }
+    case Sharing::KeyValue: {
+      const int kv = add_proj(pt, cfg, b + "attn_proj_kv", l, false);
+      return {kv, kv};
+    }
+    case Sharing::Layerwise:
+      return {shared.own.at(0), shared.own.at(0)};
+  }
+  return {};
 }
+
+std::unique_ptr<Attention> make_linformer_attention(const ModelConfig& cfg, ParamTable& pt, int layer,
+                                                    const AttentionParams& p) {
+  LinformerProj proj;
+  proj.k = cfg.k_of(layer);
+  proj.kind = cfg.projection;
+  if (!p.own.empty()) {
+    proj.e = p.own.at(0);
+    proj.f = p.own.at(1);
+    proj.heads = cfg.sharing == Sharing::None ? cfg.n_heads : 1;
+  }
+  return std::make_unique<LinformerAttention>(cfg, pt, p.qkvo, proj);
+}
+
+std::string linformer_describe(const ModelConfig& cfg) {
+  std::string k;
+  for (size_t i = 0; i < cfg.k.size(); ++i) {
+    if (i) k += ',';
+    k += std::to_string(cfg.k[i]);
+  }
+  return fmt::format(" k={} sharing={} proj_order={} projection={}", k, to_string(cfg.sharing),
+                     to_string(cfg.proj_order), to_string(cfg.projection));
+}
+
+}  // namespace attention_detail
 
 }  // namespace linformer
