@@ -11,16 +11,12 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/buffers.hpp"
 #include "nn/attention/attention.hpp"
 
 namespace linformer::attention_detail {
 
-// v with room for at least n elements (it never shrinks: buffers are reused across calls).
-template <class T>
-T* grow(std::vector<T>& v, size_t n) {
-  if (v.size() < n) v.resize(n);
-  return v.data();
-}
+using core::grow;  // buffers are reused across calls
 
 class AttentionCore : public Attention {
  public:
