@@ -39,6 +39,11 @@ struct AttentionProbs {
 class Model {
  public:
   explicit Model(const ModelConfig& cfg);  // validates cfg; parameters zeroed until init()
+  // An inference-only model (eval mode) that reads the parameters of `weights` in place (no copy,
+  // no gradient block) and has its own activation buffers: several of them run forward passes on
+  // one set of weights at once, one per thread (InferenceModel). `weights` must outlive it and its
+  // parameters must not change while it runs; init() and backward() throw Error.
+  static std::unique_ptr<Model> sharing_weights_of(const Model& weights);
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -105,6 +110,7 @@ class Model {
   AttentionProbs attention_probs(int layer) const;
 
  private:
+  Model(const ModelConfig& cfg, const ParamTable* weights_of);
   void mlm_head_forward(const float* x, int rows);
   const float* encode_inference_only();
   struct Impl;
