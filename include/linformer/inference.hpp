@@ -166,6 +166,9 @@ class InferenceModel {
   // One forward pass over the sequences as one padded batch, in order: bitwise the results of
   // `linformer forward` and of Model::forward_mlm_logits / Model::hidden on the same batch.
   ForwardResult forward(const std::vector<std::vector<int32_t>>& ids, const ForwardOptions& opt = {}) const;
+  // The same into `out`, reusing its storage: calls in a loop touch no fresh memory (the logits
+  // are handed over from the worker, not copied).
+  void forward(const std::vector<std::vector<int32_t>>& ids, const ForwardOptions& opt, ForwardResult& out) const;
   // One vector per input: the hidden states pooled (first or mean) and optionally L2-normalised.
   Embeddings embed(const std::vector<std::string>& texts, const EmbedOptions& opt = {}) const;
   Embeddings embed(const std::vector<std::vector<int32_t>>& ids, const EmbedOptions& opt = {}) const;

@@ -103,6 +103,10 @@ class Model {
   const float* hidden() const;      // [B, n, d]
   const float* mlm_logits() const;  // [B, n, vocab] after forward_mlm_logits; see forward_mlm
   const float* cls_logits() const;  // [B, num_labels]
+  // Exchanges the buffer that holds the MLM logits with `v`, so that a caller takes the logits of
+  // the last forward_mlm_logits without copying them (v then holds them: [B, n, vocab] first, and
+  // possibly more room); the next forward grows the buffer it gets back as needed.
+  void swap_mlm_logits(std::vector<float>& v);
   // The attention probabilities of layer `layer` in the last forward (docs/analysis.md). They are
   // kept for backward anyway, so reading them costs nothing. Throws Error for tiled attention
   // (it keeps none: load the same weights with "attention": "full"), before any forward, or for a

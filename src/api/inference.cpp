@@ -445,31 +445,46 @@ std::string InferenceModel::decode(const std::vector<int32_t>& ids) const {
 // ---------------------------------------------------------------- computations
 
 ForwardResult InferenceModel::forward(const std::vector<std::vector<int32_t>>& ids, const ForwardOptions& opt) const {
+  ForwardResult r;
+  forward(ids, opt, r);
+  return r;
+}
+
+void InferenceModel::forward(const std::vector<std::vector<int32_t>>& ids, const ForwardOptions& opt,
+                             ForwardResult& r) const {
   const Impl& im = *impl_;
   const Batch batch = Batch::from_sequences(im.checked(ids, opt.truncate, "forward"));
   const ModelConfig& c = im.cfg();
-  ForwardResult r;
+  const size_t T = (size_t)batch.B * batch.n, logits_size = T * c.vocab_size;
+  {
+    ThreadCount threads(im.threads);
+    Impl::Lease w(im);
+    const float* hidden = opt.logits ? (w->forward_mlm_logits(batch), w->hidden()) : w->encode(batch);
+    r.hidden.assign(hidden, hidden + T * c.d_model);
+    if (opt.logits) {
+      // Take the worker's logits buffer and give it r's old one (warm, when r is reused). A buffer
+      // much larger than this batch's logits (grown by an earlier, larger batch) stays with the
+      // worker: the result gets a copy of its own size.
+      std::vector<float> taken;
+      w->swap_mlm_logits(taken);
+      if (taken.size() > 2 * logits_size) {
+        r.logits.assign(taken.data(), taken.data() + logits_size);
+        w->swap_mlm_logits(taken);
+      } else {
+        w->swap_mlm_logits(r.logits);  // the worker gets r's old buffer ...
+        r.logits.swap(taken);          // ... and r this batch's logits
+        r.logits.resize(logits_size);
+      }
+    } else {
+      r.logits.clear();
+    }
+  }
   r.B = batch.B;
   r.n = batch.n;
   r.d_model = c.d_model;
   r.vocab_size = c.vocab_size;
-  const size_t T = (size_t)batch.B * batch.n;
-  {
-    ThreadCount threads(im.threads);
-    Impl::Lease w(im);
-    const float* hidden = nullptr;
-    if (opt.logits) {
-      const float* logits = w->forward_mlm_logits(batch);
-      r.logits.assign(logits, logits + T * c.vocab_size);
-      hidden = w->hidden();
-    } else {
-      hidden = w->encode(batch);
-    }
-    r.hidden.assign(hidden, hidden + T * c.d_model);
-  }
   r.mask = batch.mask;
   r.ids = batch.ids;
-  return r;
 }
 
 namespace {

@@ -372,6 +372,7 @@ const float* Model::encode_inference_only() {
 const float* Model::hidden() const { return impl_->hidden(); }
 const float* Model::mlm_logits() const { return impl_->logits.data(); }
 const float* Model::cls_logits() const { return impl_->cls_logits.data(); }
+void Model::swap_mlm_logits(std::vector<float>& v) { impl_->logits.swap(v); }
 
 AttentionProbs Model::attention_probs(int layer) const {
   const Impl& m = *impl_;
