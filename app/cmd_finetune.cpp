@@ -252,7 +252,7 @@ void run_predict(const PredictOptions& o, int threads) {
   if (seqs.empty()) throw InputError(fmt::format("{}: no input lines", o.input));
   ClassifyOptions co;
   co.batch_size = o.batch_size;
-  const std::vector<Classification> results = c.classify(seqs, co);
+  const std::vector<Classification> results = c.classify_ids(seqs, co);
   const auto& labels = c.labels();
   std::string out;
   for (const Classification& r : results) {

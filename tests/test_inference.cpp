@@ -1,9 +1,10 @@
 // The inference API (include/linformer/inference.hpp): forward bitwise equal to Model's forward
 // passes and to `linformer forward` (LINFORMER_BIN), embed against a hand pooling of forward's
 // hidden states, classify and evaluate equal to the Classifier of the same fine-tuning run,
-// fill_mask against a hand softmax, truncation on and off, the typed error of every bad input,
-// run folders (tokenizer, checkpoint folders), weight-sharing workers, and several threads calling
-// one InferenceModel at once (the same results as serial calls, more than one worker).
+// fill_mask against a hand softmax, attention maps against Model::attention_probs, truncation on
+// and off, the typed error of every bad input, run folders (tokenizer, checkpoint folders),
+// weight-sharing workers, and several threads calling one InferenceModel at once (the same results
+// as serial calls, more than one worker).
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -286,7 +287,7 @@ TEST(Inference, EmbedPoolsForwardHiddenStates) {
   double worst = 0;
   for (Pooling pooling : {Pooling::First, Pooling::Mean})
     for (bool normalize : {false, true}) {
-      const Embeddings e = im.embed(seqs, {.pooling = pooling, .normalize = normalize});
+      const Embeddings e = im.embed_ids(seqs, {.pooling = pooling, .normalize = normalize});
       ASSERT_EQ(e.rows, 4);
       ASSERT_EQ(e.dim, d);
       ASSERT_EQ(e.values.size(), (size_t)4 * d);
@@ -307,7 +308,7 @@ TEST(Inference, EmbedPoolsForwardHiddenStates) {
   std::printf("embed: worst |embed - pooling of one input-order batch| = %.3g\n", worst);
   EXPECT_LT(worst, 1e-5);
   // Batches of one give the pooling of each sequence alone.
-  const Embeddings one = im.embed(seqs, {.pooling = Pooling::Mean, .batch_size = 1});
+  const Embeddings one = im.embed_ids(seqs, {.pooling = Pooling::Mean, .batch_size = 1});
   for (size_t i = 0; i < seqs.size(); ++i) {
     const ForwardResult alone = im.forward({seqs[i]}, {.logits = false});
     const std::vector<float> want = hand(alone, 0, Pooling::Mean, false);
@@ -440,7 +441,7 @@ TEST(Inference, ClassifyEqualsClassifier) {
   for (int bs : {1, 4, 32}) {
     const auto want = classify(ref.model(), seqs, bs);
     const auto got = im.classify(texts, {.batch_size = bs});
-    const auto got_ids = im.classify(seqs, {.batch_size = bs});
+    const auto got_ids = im.classify_ids(seqs, {.batch_size = bs});
     ASSERT_EQ(got.size(), texts.size());
     for (size_t i = 0; i < texts.size(); ++i) {
       EXPECT_EQ(got[i].probs, want[i]) << "input " << i << ", batch size " << bs;
@@ -493,7 +494,7 @@ TEST(Inference, TruncationIsExplicit) {
   expect_throw<InputError>([&] { im.classify(texts); }, {"classify: input 1", "22 tokens", "max_len 16"});
   expect_throw<InputError>([&] { im.embed(texts); }, {"embed: input 1", "22 tokens"});
   const auto cls = im.classify(texts, {.truncate = true});
-  EXPECT_EQ(cls[1].probs, im.classify(std::vector<std::vector<int32_t>>{cut})[0].probs);
+  EXPECT_EQ(cls[1].probs, im.classify_ids({cut})[0].probs);
   EXPECT_EQ(im.embed(texts, {.truncate = true}).rows, 2);
 
   // Id sequences: the encoded text cut as encode cuts it; raw ids to their first max_len.
@@ -507,7 +508,7 @@ TEST(Inference, TruncationIsExplicit) {
   EXPECT_EQ(im.truncate({1, 2}), (std::vector<int32_t>{1, 2}));
   const std::vector<std::vector<int32_t>> ids = {{1, 2}, raw};
   expect_throw<InputError>([&] { im.forward(ids); }, {"forward: input 1", "20 ids", "max_len 16"});
-  expect_throw<InputError>([&] { im.classify(ids); }, {"classify: input 1", "20 ids"});
+  expect_throw<InputError>([&] { im.classify_ids(ids); }, {"classify: input 1", "20 ids"});
   const ForwardResult f = im.forward(ids, {.truncate = true});
   EXPECT_EQ(f.n, 16);
   EXPECT_EQ(f.ids[16], 9);
@@ -527,14 +528,14 @@ TEST(Inference, BadInputGivesTypedErrors) {
   expect_throw<InputError>([&] { im.forward(Seqs{{1, 2}, {}}); }, {"input 1 is empty"});
   expect_throw<InputError>([&] { im.forward(Seqs{{1, 2}, {3, -1}}); }, {"input 1", "token id -1", "position 1", "[0, 50)"});
   expect_throw<InputError>([&] { im.forward(Seqs{{50}}); }, {"input 0", "token id 50"});
-  expect_throw<InputError>([&] { im.embed(Seqs{}); }, {"embed", "no inputs"});
+  expect_throw<InputError>([&] { im.embed_ids(Seqs{}); }, {"embed", "no inputs"});
   expect_throw<InputError>([&] { im.embed(std::vector<std::string>{}); }, {"embed", "no inputs"});
-  expect_throw<InputError>([&] { im.embed(Seqs{{1}, {99}}); }, {"input 1", "token id 99"});
-  expect_throw<ConfigError>([&] { im.embed(Seqs{{1}}, {.batch_size = 0}); }, {"batch_size 0"});
+  expect_throw<InputError>([&] { im.embed_ids(Seqs{{1}, {99}}); }, {"input 1", "token id 99"});
+  expect_throw<ConfigError>([&] { im.embed_ids(Seqs{{1}}, {.batch_size = 0}); }, {"batch_size 0"});
   // No tokenizer: texts are refused; no classification head: classify and evaluate are refused.
   expect_throw<ConfigError>([&] { im.encode("text"); }, {"no tokenizer"});
   expect_throw<ConfigError>([&] { im.piece(3); }, {"no tokenizer"});
-  expect_throw<ConfigError>([&] { im.classify(Seqs{{1, 2}}); }, {"classify", "no classification head"});
+  expect_throw<ConfigError>([&] { im.classify_ids(Seqs{{1, 2}}); }, {"classify", "no classification head"});
   expect_throw<ConfigError>([&] { im.classify(std::vector<std::string>{"a"}); }, {"no classification head"});
   expect_throw<ConfigError>([&] { im.evaluate(tmp / "task", "test"); }, {"no classification head"});
   // A model with a head but no task.json: classes named by index, evaluate refused.
@@ -542,10 +543,10 @@ TEST(Inference, BadInputGivesTypedErrors) {
   hc.num_labels = 3;
   const InferenceModel headed = InferenceModel::from_model(std::shared_ptr<const Model>(make_model(hc, 2)));
   EXPECT_EQ(headed.labels(), (std::vector<std::string>{"0", "1", "2"}));
-  expect_throw<InputError>([&] { headed.classify(Seqs{}); }, {"classify", "no inputs"});
-  expect_throw<ConfigError>([&] { headed.classify(Seqs{{1}}, {.batch_size = -1}); }, {"batch_size -1"});
+  expect_throw<InputError>([&] { headed.classify_ids(Seqs{}); }, {"classify", "no inputs"});
+  expect_throw<ConfigError>([&] { headed.classify_ids(Seqs{{1}}, {.batch_size = -1}); }, {"batch_size -1"});
   expect_throw<ConfigError>([&] { headed.evaluate(tmp / "task", "test"); }, {"not a fine-tuning run"});
-  EXPECT_EQ(headed.classify(Seqs{{1, 2, 3}})[0].probs.size(), 3u);
+  EXPECT_EQ(headed.classify_ids(Seqs{{1, 2, 3}})[0].probs.size(), 3u);
   // Files.
   expect_throw<IoError>([&] { InferenceModel::load(tmp / "none.safetensors"); }, {"none.safetensors"});
   write_file(tmp / "junk.safetensors", "junk");
@@ -560,6 +561,47 @@ TEST(Inference, BadInputGivesTypedErrors) {
   expect_throw<ConfigError>([&] { InferenceModel::from_model(std::unique_ptr<Model>()); }, {"no model"});
   // A failed call leaves the object usable.
   EXPECT_EQ(im.forward(Seqs{{1, 2}}).B, 1);
+}
+
+// ------------------------------------------------------------------ attention maps
+
+// attention_map is Model::attention_probs of the eval-mode forward, bitwise, and its rows sum to 1;
+// the worker is inference-only again afterwards.
+TEST(Inference, AttentionMapEqualsModel) {
+  Threads threads(1);
+  for (AttentionKind kind : {AttentionKind::Full, AttentionKind::Linformer}) {
+    const ModelConfig c = small_config(kind);
+    std::shared_ptr<Model> ref = make_model(c, 6);
+    const InferenceModel im = InferenceModel::from_model(std::shared_ptr<const Model>(ref), {.max_workers = 1});
+    const std::vector<int32_t> ids = sequences({13}, c.vocab_size)[0];
+    const AttentionMap a = im.attention_map(ids, 1);
+    EXPECT_EQ(a.heads, c.n_heads);
+    EXPECT_EQ(a.n, 13);
+    EXPECT_EQ(a.cols, kind == AttentionKind::Full ? 13 : 8);
+    ASSERT_EQ(a.probs.size(), (size_t)a.heads * a.n * a.cols);
+    ref->eval();
+    ref->encode(Batch::from_sequences({ids}));
+    const AttentionProbs p = ref->attention_probs(1);
+    EXPECT_TRUE(same_bits(a.probs.data(), p.data, a.probs.size())) << to_string(kind);
+    double worst = 0;
+    for (int r = 0; r < a.heads * a.n; ++r) {
+      double sum = 0;
+      for (int k = 0; k < a.cols; ++k) sum += a.probs[(size_t)r * a.cols + k];
+      worst = std::max(worst, std::fabs(sum - 1.0));
+    }
+    std::printf("attention_map %s: worst |row sum - 1| = %.3g\n", to_string(kind), worst);
+    EXPECT_LT(worst, 1e-5);
+    // The same worker serves forward afterwards, in inference-only mode, with the same results.
+    const ForwardResult f = im.forward({ids});
+    ref->set_inference_only(true);
+    EXPECT_TRUE(same_bits(f.logits.data(), ref->forward_mlm_logits(Batch::from_sequences({ids})), f.logits.size()));
+    EXPECT_EQ(im.workers(), 1);
+    expect_throw<ConfigError>([&] { im.attention_map(ids, 2); }, {"layer 2", "[0, 2)"});
+    expect_throw<InputError>([&] { im.attention_map({}, 0); }, {"input 0 is empty"});
+  }
+  const InferenceModel tiled =
+      InferenceModel::from_model(std::shared_ptr<const Model>(make_model(small_config(AttentionKind::Tiled), 1)));
+  expect_throw<ConfigError>([&] { tiled.attention_map({1, 2}, 0); }, {"tiled", "full"});
 }
 
 // ------------------------------------------------------------------ workers and threads
@@ -621,7 +663,7 @@ TEST(Inference, ConcurrentCallsMatchSerialCalls) {
   std::vector<Embeddings> serial_e;
   for (const auto& in : inputs) {
     serial_f.push_back(im.forward(in));
-    serial_e.push_back(im.embed(in, {.pooling = Pooling::Mean, .normalize = true, .batch_size = 2}));
+    serial_e.push_back(im.embed_ids(in, {.pooling = Pooling::Mean, .normalize = true, .batch_size = 2}));
   }
   EXPECT_EQ(im.workers(), 1) << "serial calls reuse one worker";
 
@@ -636,7 +678,7 @@ TEST(Inference, ConcurrentCallsMatchSerialCalls) {
       for (int k = 0; k < kCalls; ++k) {
         const size_t i = (size_t)t * kCalls + k;
         par_f[i] = im.forward(inputs[i]);
-        par_e[i] = im.embed(inputs[i], {.pooling = Pooling::Mean, .normalize = true, .batch_size = 2});
+        par_e[i] = im.embed_ids(inputs[i], {.pooling = Pooling::Mean, .normalize = true, .batch_size = 2});
       }
     });
   for (std::thread& th : pool) th.join();

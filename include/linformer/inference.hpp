@@ -120,6 +120,14 @@ struct FillMaskResult {
   std::vector<MaskPrediction> masks;   // one per <mask>, in the order of the text
 };
 
+// One layer's attention probabilities (softmax output) for one sequence: probs[(h * n + t) * cols + c]
+// is how much query t attends, in head h, to key c; cols = n for full attention, k for Linformer
+// (the projected keys).
+struct AttentionMap {
+  int heads = 0, n = 0, cols = 0;
+  std::vector<float> probs;  // [heads, n, cols]
+};
+
 class InferenceModel {
  public:
   // A model file (.safetensors), a run folder (pretraining or fine-tuning: its latest checkpoint,
@@ -170,15 +178,22 @@ class InferenceModel {
   // are handed over from the worker, not copied).
   void forward(const std::vector<std::vector<int32_t>>& ids, const ForwardOptions& opt, ForwardResult& out) const;
   // One vector per input: the hidden states pooled (first or mean) and optionally L2-normalised.
+  // Texts are encoded as encode(text, opt.truncate) does; embed_ids takes model inputs as they are
+  // (e.g. from encode; checked and cut as forward does).
   Embeddings embed(const std::vector<std::string>& texts, const EmbedOptions& opt = {}) const;
-  Embeddings embed(const std::vector<std::vector<int32_t>>& ids, const EmbedOptions& opt = {}) const;
+  Embeddings embed_ids(const std::vector<std::vector<int32_t>>& ids, const EmbedOptions& opt = {}) const;
   // Class and probabilities per input (a model with a classification head; ConfigError
   // otherwise): the probabilities of `linformer predict` bitwise for the same batch size.
   std::vector<Classification> classify(const std::vector<std::string>& texts, const ClassifyOptions& opt = {}) const;
-  std::vector<Classification> classify(const std::vector<std::vector<int32_t>>& ids,
-                                       const ClassifyOptions& opt = {}) const;
+  std::vector<Classification> classify_ids(const std::vector<std::vector<int32_t>>& ids,
+                                           const ClassifyOptions& opt = {}) const;
   // The top_k tokens for each <mask> of the text (at least one; InputError otherwise).
   FillMaskResult fill_mask(const std::string& text, int top_k = 5) const;
+  // The attention probabilities of layer `layer` (ConfigError out of range) for one sequence
+  // (checked and cut as forward does). ConfigError for tiled attention, which keeps none (load the
+  // weights with "attention": "full" to see them). The worker that runs it keeps the buffers of a
+  // forward pass that saves every layer's activations.
+  AttentionMap attention_map(const std::vector<int32_t>& ids, int layer, bool truncate = false) const;
 
   // ---- evaluation on files (what `linformer eval` and `eval-mlm` print)
   // A task folder's split (train, valid, test) against a fine-tuned model: its classes and

@@ -552,7 +552,7 @@ Embeddings InferenceModel::embed(const std::vector<std::string>& texts, const Em
   return impl_->embed(impl_->encoded(texts, opt.truncate, "embed"), opt);
 }
 
-Embeddings InferenceModel::embed(const std::vector<std::vector<int32_t>>& ids, const EmbedOptions& opt) const {
+Embeddings InferenceModel::embed_ids(const std::vector<std::vector<int32_t>>& ids, const EmbedOptions& opt) const {
   check_batch_size("embed", opt.batch_size);
   return impl_->embed(impl_->checked(ids, opt.truncate, "embed"), opt);
 }
@@ -588,8 +588,8 @@ std::vector<Classification> InferenceModel::classify(const std::vector<std::stri
   return impl_->classify(impl_->encoded(texts, opt.truncate, "classify"), opt);
 }
 
-std::vector<Classification> InferenceModel::classify(const std::vector<std::vector<int32_t>>& ids,
-                                                     const ClassifyOptions& opt) const {
+std::vector<Classification> InferenceModel::classify_ids(const std::vector<std::vector<int32_t>>& ids,
+                                                         const ClassifyOptions& opt) const {
   impl_->check_classifier("classify");
   check_batch_size("classify", opt.batch_size);
   return impl_->classify(impl_->checked(ids, opt.truncate, "classify"), opt);
@@ -638,6 +638,33 @@ FillMaskResult InferenceModel::fill_mask(const std::string& text, int top_k) con
       m.candidates.push_back(FillMaskCandidate{piece(idx[i]), idx[i], std::exp(l[idx[i]] - mx) / z});
   }
   return r;
+}
+
+AttentionMap InferenceModel::attention_map(const std::vector<int32_t>& ids, int layer, bool truncate) const {
+  const Impl& im = *impl_;
+  const ModelConfig& c = im.cfg();
+  if (c.attention == AttentionKind::Tiled)
+    throw ConfigError("attention_map: tiled attention keeps no probabilities; load the weights with attention \"full\" "
+                      "(the same tensors) to see them");
+  if (layer < 0 || layer >= c.n_layers)
+    throw ConfigError(fmt::format("attention_map: layer {} is out of range [0, {})", layer, c.n_layers));
+  const Batch batch = Batch::from_sequences(im.checked({ids}, truncate, "attention_map"));
+  ThreadCount threads(im.threads);
+  Impl::Lease w(im);
+  // The eval-mode forward that keeps the probabilities; the worker is inference-only again after.
+  struct Restore {
+    Model& m;
+    ~Restore() { m.set_inference_only(true); }
+  } restore{*w};
+  w->set_inference_only(false);
+  w->encode(batch);
+  const AttentionProbs p = w->attention_probs(layer);
+  AttentionMap a;
+  a.heads = p.heads;
+  a.n = p.n;
+  a.cols = p.cols;
+  a.probs.assign(p.data, p.data + (size_t)p.heads * p.n * p.cols);
+  return a;
 }
 
 // ---------------------------------------------------------------- evaluation
