@@ -14,6 +14,7 @@
 #include "dist/communicator.hpp"
 #include "finetune_commands.hpp"
 #include "linformer/error.hpp"
+#include "linformer/inference.hpp"
 #include "linformer/model.hpp"
 #include "core/fs.hpp"
 
@@ -139,11 +140,14 @@ CLI::App* add_eval_command(CLI::App& app, EvalOptions& o) {
 
 void run_eval(const EvalOptions& o, int threads) {
   apply_threads(o.threads > 0 ? o.threads : threads);
-  Classifier c(o.model);
-  const std::string task = o.task.empty() ? c.trained_task() : o.task;
+  const InferenceModel c = InferenceModel::load_classifier(o.model);
+  const std::string task = o.task.empty() ? c.info().trained_task : o.task;
   if (task.empty()) throw ConfigError(fmt::format("eval: {} does not name its task folder; pass --task DIR", o.model));
-  const ClassifierEval e = c.evaluate(task, o.split, o.truncate || c.truncates(), o.batch_size);
-  const auto& labels = c.task().labels;
+  ClassifyOptions co;
+  co.truncate = o.truncate || c.info().trained_with_truncation;
+  co.batch_size = o.batch_size;
+  const ClassifierEval e = c.evaluate(task, o.split, co);
+  const auto& labels = c.labels();
   if (e.examples == 0) throw InputError(fmt::format("eval: {}/{}.tsv holds no examples", task, o.split));
   fmt::print("eval: {} on {} ({}): {} examples, accuracy {:.2f}%, loss {:.4f}, macro-F1 {:.4f}\n", o.model, task,
              o.split, e.examples, 100 * e.accuracy, e.loss, e.macro_f1);
@@ -202,9 +206,9 @@ CLI::App* add_predict_command(CLI::App& app, PredictOptions& o) {
 
 void run_predict(const PredictOptions& o, int threads) {
   apply_threads(o.threads > 0 ? o.threads : threads);
-  Classifier c(o.model);
+  const InferenceModel c = InferenceModel::load_classifier(o.model);
   const bool jsonl = o.format == "jsonl" || (o.format == "auto" && fs::path(o.input).extension() == ".jsonl");
-  const bool truncate = o.truncate || c.truncates();
+  const bool truncate = o.truncate || c.info().trained_with_truncation;
   const std::string data = core::read_file(o.input);
   // Every line is read and tokenized before anything is classified or written.
   std::vector<std::vector<int32_t>> seqs;
@@ -235,21 +239,22 @@ void run_predict(const PredictOptions& o, int threads) {
     if (text.find_first_not_of(" \t\r\n") == std::string::npos)
       throw InputError(fmt::format("{}: empty {} (one text per line)", where(), jsonl ? "text" : "line"));
     try {
-      seqs.push_back(c.tokenize(text, truncate));
+      seqs.push_back(c.encode(text, truncate));
     } catch (const InputError& e) {
       throw InputError(fmt::format("{}: {}", where(), e.what()));
     }
   }
   if (seqs.empty()) throw InputError(fmt::format("{}: no input lines", o.input));
-  const auto probs = classify(c.model(), seqs, o.batch_size);
-  const auto& labels = c.task().labels;
+  ClassifyOptions co;
+  co.batch_size = o.batch_size;
+  const std::vector<Classification> results = c.classify_ids(seqs, co);
+  const auto& labels = c.labels();
   std::string out;
-  for (const auto& p : probs) {
+  for (const Classification& r : results) {
     nlohmann::ordered_json j;
-    const size_t best = (size_t)(std::max_element(p.begin(), p.end()) - p.begin());
-    j["label"] = labels[best];
+    j["label"] = r.label;
     nlohmann::ordered_json pj;
-    for (size_t k = 0; k < labels.size(); ++k) pj[labels[k]] = p[k];
+    for (size_t k = 0; k < labels.size(); ++k) pj[labels[k]] = r.probs[k];
     j["probs"] = pj;
     out += j.dump() + "\n";
   }

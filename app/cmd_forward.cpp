@@ -1,5 +1,5 @@
-// linformer forward: runs a model over token-id sequences in evaluation mode and writes the
-// hidden states, the MLM logits and the padding mask as a safetensors file.
+// linformer forward: runs a model over token-id sequences in evaluation mode (InferenceModel::forward)
+// and writes the hidden states, the MLM logits and the padding mask as a safetensors file.
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -13,6 +13,7 @@
 #include "commands.hpp"
 #include "ids_file.hpp"
 #include "linformer/checkpoint.hpp"
+#include "linformer/inference.hpp"
 #include "linformer/model.hpp"
 
 namespace linformer::app {
@@ -59,33 +60,29 @@ CLI::App* add_forward_command(CLI::App& app, ForwardOptions& opt, int& threads) 
 }
 
 void run_forward(const ForwardOptions& opt, int threads) {
-  std::unique_ptr<Model> model = load_model(opt.model);
-  const ModelConfig& cfg = model->config();
+  const InferenceModel model = InferenceModel::from_model(load_model(opt.model));
+  const ModelConfig& cfg = model.config();
   const std::vector<std::vector<int32_t>> seqs = read_ids_file(opt.ids, cfg.vocab_size, cfg.max_len);
-  const Batch batch = Batch::from_sequences(seqs);
   const int nthreads = apply_threads(threads);
-  model->eval();
-  model->set_inference_only(true);
 
   using clock = std::chrono::steady_clock;
   double first_ms = 0, best_ms = 0;
-  const float* logits = nullptr;
-  for (int r = 0; r < opt.repeat; ++r) {
+  ForwardResult r;
+  for (int i = 0; i < opt.repeat; ++i) {
     const auto t0 = clock::now();
-    logits = model->forward_mlm_logits(batch);
+    model.forward(seqs, {}, r);
     const double ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
-    if (r == 0) first_ms = best_ms = ms;
+    if (i == 0) first_ms = best_ms = ms;
     best_ms = std::min(best_ms, ms);
   }
-  const float* hidden = model->hidden();
 
-  const int64_t B = batch.B, n = batch.n, d = cfg.d_model, V = cfg.vocab_size;
-  std::vector<int32_t> mask(batch.mask.begin(), batch.mask.end());
+  const int64_t B = r.B, n = r.n, d = cfg.d_model, V = cfg.vocab_size;
+  std::vector<int32_t> mask(r.mask.begin(), r.mask.end());
   std::vector<NamedTensor> tensors;
-  tensors.push_back(f32_tensor("hidden", {B, n, d}, hidden));
-  tensors.push_back(f32_tensor("logits", {B, n, V}, logits));
+  tensors.push_back(f32_tensor("hidden", {B, n, d}, r.hidden.data()));
+  tensors.push_back(f32_tensor("logits", {B, n, V}, r.logits.data()));
   tensors.push_back(i32_tensor("mask", {B, n}, mask));
-  tensors.push_back(i32_tensor("ids", {B, n}, batch.ids));
+  tensors.push_back(i32_tensor("ids", {B, n}, r.ids));
   const std::map<std::string, std::string> metadata = {
       {"linformer.config", cfg.to_json().dump()},
       {"linformer.model_file", opt.model},

@@ -1,8 +1,6 @@
 // linformer pretrain / fill-mask / eval-mlm: masked-language-model pretraining and using the result.
-#include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <numeric>
 
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
@@ -11,8 +9,8 @@
 #include "dist/communicator.hpp"
 #include "pretrain_commands.hpp"
 #include "linformer/error.hpp"
+#include "linformer/inference.hpp"
 #include "linformer/model.hpp"
-#include "linformer/tokenizer.hpp"
 #include "linformer/trainer.hpp"
 
 namespace fs = std::filesystem;
@@ -105,52 +103,19 @@ CLI::App* add_fill_mask_command(CLI::App& app, FillMaskOptions& o) {
 
 void run_fill_mask(const FillMaskOptions& o, int threads) {
   apply_threads(o.threads > 0 ? o.threads : threads);
-  std::string tok_path = o.tokenizer;
-  if (tok_path.empty()) {
-    tok_path = (fs::path(o.model) / "tokenizer.model").string();
-    if (!fs::is_directory(o.model) || !fs::exists(tok_path))
+  InferenceOptions io;
+  io.tokenizer = o.tokenizer;
+  if (io.tokenizer.empty()) {
+    io.tokenizer = (fs::path(o.model) / "tokenizer.model").string();
+    if (!fs::is_directory(o.model) || !fs::exists(io.tokenizer))
       throw ConfigError(fmt::format("fill-mask: no tokenizer.model in {}; pass --tokenizer", o.model));
   }
-  Tokenizer tok(tok_path);
-  auto model = load_trained_model(o.model);
-  model->eval();
-  model->set_inference_only(true);
-  // Split the text at each <mask>, encode the pieces, and join them with the mask id.
-  std::vector<int32_t> ids{kBosId};
-  std::vector<size_t> mask_pos;
-  const std::string marker = "<mask>";
-  size_t start = 0;
-  while (true) {
-    size_t at = o.text.find(marker, start);
-    std::string piece = o.text.substr(start, at == std::string::npos ? std::string::npos : at - start);
-    auto enc = tok.encode(piece);
-    ids.insert(ids.end(), enc.begin(), enc.end());
-    if (at == std::string::npos) break;
-    mask_pos.push_back(ids.size());
-    ids.push_back(kMaskId);
-    start = at + marker.size();
-  }
-  ids.push_back(kEosId);
-  if (mask_pos.empty()) throw InputError("fill-mask: the text has no <mask>");
-  if ((int)ids.size() > model->config().max_len)
-    throw InputError(fmt::format("fill-mask: the text is {} tokens, the model takes at most {}", ids.size(),
-                                 model->config().max_len));
-  Batch b = Batch::from_sequences({ids});
-  const float* logits = model->forward_mlm_logits(b);
-  const int V = model->config().vocab_size;
+  const InferenceModel model = InferenceModel::load(o.model, io);
+  const FillMaskResult r = model.fill_mask(o.text, o.top_k);
   fmt::print("{}\n", o.text);
-  for (size_t m = 0; m < mask_pos.size(); ++m) {
-    const float* l = logits + mask_pos[m] * V;
-    const float mx = *std::max_element(l, l + V);
-    double z = 0;
-    for (int v = 0; v < V; ++v) z += std::exp(l[v] - mx);
-    std::vector<int> idx(V);
-    std::iota(idx.begin(), idx.end(), 0);
-    const int k = std::min(o.top_k, V);
-    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int a, int c) { return l[a] > l[c]; });
+  for (size_t m = 0; m < r.masks.size(); ++m) {
     fmt::print("<mask> #{}:\n", m + 1);
-    for (int i = 0; i < k; ++i)
-      fmt::print("  {:>6.2f}%  {}\n", 100.0 * std::exp(l[idx[i]] - mx) / z, tok.piece(idx[i]));
+    for (const FillMaskCandidate& c : r.masks[m].candidates) fmt::print("  {:>6.2f}%  {}\n", 100.0 * c.prob, c.token);
   }
 }
 
@@ -172,9 +137,8 @@ CLI::App* add_eval_mlm_command(CLI::App& app, EvalMlmOptions& o) {
 
 void run_eval_mlm(const EvalMlmOptions& o, int threads) {
   apply_threads(o.threads > 0 ? o.threads : threads);
-  auto model = load_trained_model(o.model);
-  const int n = o.seq_len > 0 ? o.seq_len : model->config().max_len;
-  const double loss = evaluate_mlm(*model, o.data, n, o.batch_size, o.max_batches, o.seed);
+  const InferenceModel model = InferenceModel::from_model(load_trained_model(o.model));
+  const double loss = model.evaluate_mlm(o.data, o.seq_len, o.batch_size, o.max_batches, o.seed);
   fmt::print("eval-mlm: loss {:.4f}, perplexity {:.3f}\n", loss, std::exp(loss));
 }
 

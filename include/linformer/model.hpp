@@ -28,6 +28,11 @@ struct AttentionProbs {
 class Model {
  public:
   explicit Model(const ModelConfig& cfg);  // validates cfg; parameters zeroed until init()
+  // An inference-only model (eval mode) that reads the parameters of `weights` in place (no copy,
+  // no gradient block) and has its own activation buffers: several of them run forward passes on
+  // one set of weights at once, one per thread (InferenceModel). `weights` must outlive it and its
+  // parameters must not change while it runs; init() and backward() throw Error.
+  static std::unique_ptr<Model> sharing_weights_of(const Model& weights);
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -87,6 +92,10 @@ class Model {
   const float* hidden() const;      // [B, n, d]
   const float* mlm_logits() const;  // [B, n, vocab] after forward_mlm_logits; see forward_mlm
   const float* cls_logits() const;  // [B, num_labels]
+  // Exchanges the buffer that holds the MLM logits with `v`, so that a caller takes the logits of
+  // the last forward_mlm_logits without copying them (v then holds them: [B, n, vocab] first, and
+  // possibly more room); the next forward grows the buffer it gets back as needed.
+  void swap_mlm_logits(std::vector<float>& v);
   // The attention probabilities of layer `layer` in the last forward (docs/analysis.md). They are
   // kept for backward anyway, so reading them costs nothing. Throws Error for tiled attention
   // (it keeps none: load the same weights with "attention": "full"), before any forward, or for a
@@ -94,6 +103,7 @@ class Model {
   AttentionProbs attention_probs(int layer) const;
 
  private:
+  Model(const ModelConfig& cfg, const ParamTable* weights_of);
   void mlm_head_forward(const float* x, int rows);
   const float* encode_inference_only();
   struct Impl;

@@ -22,9 +22,18 @@ class ParamTable {
   int add(std::string name, std::vector<int64_t> shape, bool decay, bool trainable = true);
   // Allocates data and grad (zeroed). Pointers stay valid afterwards.
   void finalize();
+  // Instead of finalize(): reads the data of `src` in place (no copy) and has no gradient block,
+  // so that several inference-only models share one set of weights (Model::sharing_weights_of).
+  // The tensors must be those of src, added in the same order (Error otherwise). src must outlive
+  // this table and keep its data where it is; all_data() is empty and grad() unusable here.
+  void view_data_of(const ParamTable& src);
+  bool is_view() const { return view_ != nullptr; }
+  // Frees the gradient block of a table used for inference only; grad() is unusable afterwards.
+  void release_grad();
+  bool has_grad() const { return !grad_.empty(); }
 
-  float* data(int i) { return data_.data() + infos_[i].offset; }
-  const float* data(int i) const { return data_.data() + infos_[i].offset; }
+  float* data(int i) { return base() + infos_[i].offset; }
+  const float* data(int i) const { return base() + infos_[i].offset; }
   float* grad(int i) { return grad_.data() + infos_[i].offset; }
   const float* grad(int i) const { return grad_.data() + infos_[i].offset; }
 
@@ -43,9 +52,11 @@ class ParamTable {
   void zero_grad();
 
  private:
+  float* base() const { return view_ ? view_ : const_cast<float*>(data_.data()); }
   std::vector<ParamInfo> infos_;
   std::vector<float> data_, grad_;
   size_t total_ = 0;
+  float* view_ = nullptr;  // view_data_of: src's data block
 };
 
 }  // namespace linformer

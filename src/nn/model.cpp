@@ -85,7 +85,16 @@ struct Model::Impl {
   const float* hidden() const { return last_hidden; }
 };
 
-Model::Model(const ModelConfig& cfg) : cfg_(cfg), impl_(std::make_unique<Impl>()) {
+Model::Model(const ModelConfig& cfg) : Model(cfg, nullptr) {}
+
+std::unique_ptr<Model> Model::sharing_weights_of(const Model& weights) {
+  std::unique_ptr<Model> m(new Model(weights.cfg_, &weights.params_));
+  m->set_inference_only(true);
+  return m;
+}
+
+// weights_of: the table whose data the model reads in place (sharing_weights_of), else null.
+Model::Model(const ModelConfig& cfg, const ParamTable* weights_of) : cfg_(cfg), impl_(std::make_unique<Impl>()) {
   cfg_.validate();
   const int d = cfg_.d_model, f = cfg_.d_ff, V = cfg_.vocab_size, N = cfg_.max_len;
   Impl& m = *impl_;
@@ -123,16 +132,20 @@ Model::Model(const ModelConfig& cfg) : cfg_(cfg), impl_(std::make_unique<Impl>()
     m.cls_out_w = pt.add("cls.out.weight", {cfg_.num_labels, d}, true);
     m.cls_out_b = pt.add("cls.out.bias", {cfg_.num_labels}, false);
   }
-  pt.finalize();
+  if (weights_of)
+    pt.view_data_of(*weights_of);
+  else
+    pt.finalize();
   for (int l = 0; l < cfg_.n_layers; ++l) m.attn.push_back(make_attention(cfg_, pt, l, attn_params[l]));
   m.acts.resize(cfg_.n_layers);
   // LayerNorm weights start at 1 even before init(), so a loaded-later model is never degenerate.
-  init(0);
+  if (!weights_of) init(0);
 }
 
 Model::~Model() = default;
 
 void Model::init(uint64_t seed) {
+  if (params_.is_view()) throw Error("init(): the model reads another model's weights (sharing_weights_of)");
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> normal(0.0f, cfg_.init_std);
   for (int i = 0; i < params_.size(); ++i) {
@@ -276,6 +289,7 @@ const float* Model::encode_inference_only() {
 const float* Model::hidden() const { return impl_->hidden(); }
 const float* Model::mlm_logits() const { return impl_->logits.data(); }
 const float* Model::cls_logits() const { return impl_->cls_logits.data(); }
+void Model::swap_mlm_logits(std::vector<float>& v) { impl_->logits.swap(v); }
 
 AttentionProbs Model::attention_probs(int layer) const {
   const Impl& m = *impl_;
@@ -416,6 +430,7 @@ void Model::backward() {
   if (m.loss_kind == LossKind::None) throw Error("backward() called without a preceding forward_mlm/forward_cls");
   if (m.last_inference_only)
     throw Error("backward(): the last forward ran in inference-only mode (set_inference_only(false) before it)");
+  if (!params_.has_grad()) throw Error("backward(): the model has no gradient block (an inference-only model)");
   const int d = cfg_.d_model, f = cfg_.d_ff, V = cfg_.vocab_size;
   const int B = m.batch.B, n = m.batch.n, T = B * n;
   const size_t Td = (size_t)T * d;

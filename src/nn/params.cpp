@@ -9,7 +9,7 @@
 namespace linformer {
 
 int ParamTable::add(std::string name, std::vector<int64_t> shape, bool decay, bool trainable) {
-  if (!data_.empty()) throw Error("ParamTable::add after finalize: " + name);
+  if (!data_.empty() || view_) throw Error("ParamTable::add after finalize: " + name);
   if (find(name) >= 0) throw Error("duplicate parameter name: " + name);
   ParamInfo p;
   p.name = std::move(name);
@@ -29,6 +29,17 @@ void ParamTable::finalize() {
   data_.assign(total_, 0.0f);
   grad_.assign(total_, 0.0f);
 }
+
+void ParamTable::view_data_of(const ParamTable& src) {
+  if (!data_.empty() || view_) throw Error("ParamTable::view_data_of after finalize");
+  bool same = src.total_ == total_ && src.infos_.size() == infos_.size();
+  for (size_t i = 0; same && i < infos_.size(); ++i)
+    same = src.infos_[i].name == infos_[i].name && src.infos_[i].shape == infos_[i].shape;
+  if (!same || src.base() == nullptr) throw Error("ParamTable::view_data_of: the tables hold different tensors");
+  view_ = src.base();
+}
+
+void ParamTable::release_grad() { std::vector<float>().swap(grad_); }
 
 int ParamTable::find(const std::string& name) const {
   for (size_t i = 0; i < infos_.size(); ++i)
