@@ -16,7 +16,6 @@ struct RunSettings;
 
 namespace linformer::app {
 
-inline constexpr const char* kVersion = "0.1.0";
 
 // Declares `--threads N` and `--bf16` on `app` (the command itself and every compute subcommand
 // share one value). 0 threads keeps OpenMP's default (OMP_NUM_THREADS or all cores).

@@ -15,6 +15,7 @@
 #include <fmt/core.h>
 
 #include "commands.hpp"
+#include "linformer/version.hpp"
 #include "data_commands.hpp"
 #include "pretrain_commands.hpp"
 #include "task_commands.hpp"
@@ -40,7 +41,8 @@ int main(int argc, char** argv) {
 
   CLI::App app{"linformer: train and run Linformer encoders (and the standard Transformer) on the CPU.",
                "linformer"};
-  app.set_version_flag("--version", std::string("linformer ") + kVersion);
+  app.set_version_flag("--version", fmt::format("linformer {} (model file format {})", linformer::kVersion,
+                                              linformer::kModelFileFormatVersion));
   app.require_subcommand(1);
   int threads = 0;
   add_threads_option(app, threads);

@@ -16,6 +16,7 @@
 #include "cli_test_util.hpp"
 #include "linformer/checkpoint.hpp"
 #include "linformer/precision.hpp"
+#include "linformer/version.hpp"
 
 namespace fs = std::filesystem;
 using cli_test::RunResult;
@@ -275,3 +276,13 @@ TEST_F(Cli, ForwardRejectsBadModelFiles) {
 }
 
 }  // namespace
+
+// --version prints the library's version constant (linformer/version.hpp) and the file format.
+TEST_F(Cli, VersionIsTheLibraryConstant) {
+  const RunResult v = run("--version");
+  EXPECT_EQ(v.code, 0);
+  EXPECT_NE(v.output.find(std::string("linformer ") + linformer::kVersion + " (model file format " +
+                          linformer::kModelFileFormatVersion + ")"),
+            std::string::npos)
+      << v.output;
+}

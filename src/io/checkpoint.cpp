@@ -8,6 +8,7 @@
 #include "linformer/checkpoint.hpp"
 #include "linformer/error.hpp"
 #include "linformer/model.hpp"
+#include "linformer/version.hpp"
 #include "nn/attention/attention.hpp"
 
 namespace linformer {
@@ -21,7 +22,7 @@ std::string shape_str(const std::vector<int64_t>& s) {
 }
 
 constexpr const char* kFormat = "linformer";
-constexpr const char* kFormatVersion = "1";
+constexpr const char* kFormatVersion = kModelFileFormatVersion;  // linformer/version.hpp
 
 // "format" and "format_version" may be absent (files written by other tools); when present they
 // must be ours.
