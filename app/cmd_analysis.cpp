@@ -2,14 +2,15 @@
 #include <algorithm>
 #include <charconv>
 #include <filesystem>
+#include <memory>
 #include <sstream>
+#include <string>
 
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
-#include "analysis_commands.hpp"
-#include "commands.hpp"
 #include "ids_file.hpp"
+#include "registry.hpp"
 #include "linformer/analysis.hpp"
 #include "linformer/data.hpp"
 #include "linformer/error.hpp"
@@ -31,7 +32,22 @@ void make_out_dir(const std::string& dir) {
   if (ec) throw IoError(fmt::format("{}: cannot create the output folder: {}", dir, ec.message()));
 }
 
-}  // namespace
+// linformer spectrum --model M --data TOKENS --out DIR [--seq-len N] [--sequences S] [--at I]
+struct SpectrumOptions {
+  std::string model, data, out;
+  int seq_len = 0;    // 0: min(512, max_len)
+  int sequences = 32;
+  int at = 0;         // 0: 128, or n/4 when n < 512
+  int batch_size = 4;
+  ComputeOptions compute;
+};
+
+// linformer attention-map --model M (--ids FILE_OR_IDS | --text TEXT) --out DIR
+struct AttentionMapOptions {
+  std::string model, ids, text, tokenizer, out;
+  int line = 1;
+  ComputeOptions compute;
+};
 
 CLI::App* add_spectrum_command(CLI::App& app, SpectrumOptions& o) {
   CLI::App* cmd = app.add_subcommand(
@@ -57,12 +73,12 @@ CLI::App* add_spectrum_command(CLI::App& app, SpectrumOptions& o) {
   cmd->add_option("--batch-size", o.batch_size, "Sequences per forward pass")
       ->capture_default_str()
       ->check(integer_at_least(1));
-  add_threads_option(*cmd, o.threads);
+  o.compute.declare(*cmd);
   return cmd;
 }
 
-void run_spectrum(const SpectrumOptions& o, int threads) {
-  apply_threads(o.threads > 0 ? o.threads : threads);
+void run_spectrum(const SpectrumOptions& o, const ComputeOptions& global) {
+  o.compute.over(global).apply();
   auto model = load_trained_model(o.model);
   const ModelConfig& cfg = model->config();
   if (!attention_is_exact(cfg.attention)) {
@@ -115,12 +131,12 @@ CLI::App* add_attention_map_command(CLI::App& app, AttentionMapOptions& o) {
   cmd->add_option("--out", o.out, "Output folder: attention_L<l>_H<h>.svg, attention_grid.svg, attention.csv")
       ->required()
       ->type_name("DIR");
-  add_threads_option(*cmd, o.threads);
+  o.compute.declare(*cmd);
   return cmd;
 }
 
-void run_attention_map(const AttentionMapOptions& o, int threads) {
-  apply_threads(o.threads > 0 ? o.threads : threads);
+void run_attention_map(const AttentionMapOptions& o, const ComputeOptions& global) {
+  o.compute.over(global).apply();
   if (o.ids.empty() && o.text.empty()) throw InputError("attention-map: give the input with --ids or --text");
   auto model = load_trained_model(o.model);
   const ModelConfig& cfg = model->config();
@@ -170,6 +186,15 @@ void run_attention_map(const AttentionMapOptions& o, int threads) {
   fmt::print("attention-map: n = {} tokens, {} layers x {} heads, maps of {} x {} ({}) -> {} ({} files)\n",
              ids.size(), cfg.n_layers, cfg.n_heads, ids.size(), lin ? "k per layer" : std::to_string(ids.size()),
              lin ? "queries x projected keys" : "queries x keys", o.out, paths.size());
+}
+
+}  // namespace
+
+void register_analysis(CLI::App& app, Context& ctx) {
+  auto spectrum = std::make_shared<SpectrumOptions>();
+  ctx.on_run(add_spectrum_command(app, *spectrum), [spectrum, &ctx] { run_spectrum(*spectrum, ctx.compute); });
+  auto map = std::make_shared<AttentionMapOptions>();
+  ctx.on_run(add_attention_map_command(app, *map), [map, &ctx] { run_attention_map(*map, ctx.compute); });
 }
 
 }  // namespace linformer::app

@@ -1,11 +1,26 @@
 // linformer data sotu | split: make plain-text pretraining corpora (docs/data.md).
+#include <memory>
+#include <string>
+#include <vector>
+
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
-#include "data_commands.hpp"
 #include "linformer/datasets.hpp"
+#include "registry.hpp"
 
 namespace linformer::app {
+
+namespace {
+
+// linformer data sotu --out DATA_DIR
+// linformer data split --input FILES|DIR... --out DIR [--valid-every N]
+struct DataOptions {
+  CLI::App *sotu = nullptr, *split = nullptr;
+  std::string out;
+  std::vector<std::string> inputs;
+  int valid_every = 10;
+};
 
 CLI::App* add_data_command(CLI::App& app, DataOptions& o) {
   CLI::App* cmd = app.add_subcommand("data", "Prepare text corpora (train/valid splits)");
@@ -32,6 +47,13 @@ void run_data(const DataOptions& o) {
              s.train_path);
   fmt::print("valid: {} documents, {} lines, {:.1f} MB -> {}\n", s.valid_docs, s.valid_lines, s.valid_bytes / 1e6,
              s.valid_path);
+}
+
+}  // namespace
+
+void register_data(CLI::App& app, Context& ctx) {
+  auto o = std::make_shared<DataOptions>();
+  ctx.on_run(add_data_command(app, *o), [o] { run_data(*o); });
 }
 
 }  // namespace linformer::app

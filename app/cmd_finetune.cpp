@@ -5,22 +5,51 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <memory>
+#include <string>
 
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
-#include "commands.hpp"
-#include "dist/communicator.hpp"
-#include "finetune_commands.hpp"
 #include "linformer/error.hpp"
+#include "linformer/files.hpp"
+#include "linformer/finetune.hpp"
 #include "linformer/inference.hpp"
 #include "linformer/model.hpp"
-#include "core/fs.hpp"
+#include "linformer/parallel.hpp"
+#include "registry.hpp"
 
 namespace fs = std::filesystem;
 
 namespace linformer::app {
+
+namespace {
+
+// linformer finetune --model PRETRAINED|none [--config C] --task DIR --out DIR [...]  |  --resume DIR [--steps N]
+struct FinetuneCmdOptions {
+  std::string model, out, resume;
+  FinetuneOptions ft;
+  bool steps_given = false;
+  ComputeOptions compute;   // --threads and --bf16 after the subcommand
+  CLI::App* cmd = nullptr;  // set by add_finetune_command: which options were given
+};
+
+// linformer eval --model RUN [--task DIR] [--split test] [--json FILE]
+struct EvalOptions {
+  std::string model, task, split = "test", json;
+  bool truncate = false;
+  int batch_size = 32;
+  ComputeOptions compute;
+};
+
+// linformer predict --model RUN --input FILE [--format auto|text|jsonl] [--output FILE]
+struct PredictOptions {
+  std::string model, input, output, format = "auto", field = "text";
+  bool truncate = false;
+  int batch_size = 32;
+  ComputeOptions compute;
+};
 
 CLI::App* add_finetune_command(CLI::App& app, FinetuneCmdOptions& o) {
   CLI::App* cmd = app.add_subcommand(
@@ -65,21 +94,20 @@ CLI::App* add_finetune_command(CLI::App& app, FinetuneCmdOptions& o) {
       ->check(integer_at_least(1));
   add_run_settings_options(*cmd, f);
   cmd->add_option("--seed", f.seed, "Seed (head or model initialisation, example order, dropout)")->capture_default_str();
-  add_threads_option(*cmd, o.threads);
+  o.compute.declare(*cmd);
   o.cmd = cmd;
   return cmd;
 }
 
-void run_finetune(FinetuneCmdOptions& o, int threads) {
-  const int nthreads = apply_threads(o.threads > 0 ? o.threads : threads);
+void run_finetune(FinetuneCmdOptions& o, const ComputeOptions& global) {
+  const int nthreads = o.compute.over(global).apply();
   // Under mpirun only rank 0 prints (docs/distributed.md); "N threads" becomes "N threads x R ranks".
-  const dist::Communicator& comm = dist::world();
-  const std::string ranks = comm.size() > 1 ? fmt::format(" x {} ranks", comm.size()) : "";
+  const std::string ranks = parallel::size() > 1 ? fmt::format(" x {} ranks", parallel::size()) : "";
   FinetuneSummary s;
   if (!o.resume.empty()) {
     // A resumed run keeps its options (DIR/finetune.json): refuse options that would be ignored.
     refuse_options_with_resume(o.cmd, "finetune", o.resume + "/finetune.json");
-    if (comm.is_root()) fmt::print("finetune: resuming {} ({} threads{})\n", o.resume, nthreads, ranks);
+    if (parallel::is_root()) fmt::print("finetune: resuming {} ({} threads{})\n", o.resume, nthreads, ranks);
     s = resume_finetuning(o.resume, o.steps_given ? o.ft.steps : 0);
     o.out = o.resume;
   } else {
@@ -97,14 +125,14 @@ void run_finetune(FinetuneCmdOptions& o, int threads) {
       o.ft.model = o.model;
     }
     o.ft.validate();
-    if (comm.is_root())
+    if (parallel::is_root())
       fmt::print("finetune: {} on task {}, {} steps of {}{} examples, {} threads{} -> {}\n",
                  o.ft.model.empty() ? fmt::format("a new model ({})", o.ft.config) : o.ft.model, o.ft.task,
-                 o.ft.steps, o.ft.batch_size, comm.size() > 1 ? fmt::format("x{}", comm.size()) : "", nthreads,
+                 o.ft.steps, o.ft.batch_size, parallel::size() > 1 ? fmt::format("x{}", parallel::size()) : "", nthreads,
                  ranks, o.out);
     s = finetune(o.ft, o.out);
   }
-  if (!comm.is_root()) return;
+  if (!parallel::is_root()) return;
   fmt::print("finetune: {} steps in {:.1f} s, {:.0f} tokens/s\n", s.steps_done, s.seconds, s.tokens_per_second);
   if (s.interrupted)
     fmt::print("finetune: interrupted at step {}; continue with: linformer finetune --resume {}\n", s.steps_done,
@@ -134,12 +162,12 @@ CLI::App* add_eval_command(CLI::App& app, EvalOptions& o) {
   cmd->add_option("--json", o.json, "Also write the results as JSON to this file")->type_name("FILE");
   cmd->add_flag("--truncate", o.truncate, "Cut sequences longer than max_len (default: as the run was fine-tuned)");
   cmd->add_option("--batch-size", o.batch_size, "Examples per batch")->capture_default_str()->check(integer_at_least(1));
-  add_threads_option(*cmd, o.threads);
+  o.compute.declare(*cmd);
   return cmd;
 }
 
-void run_eval(const EvalOptions& o, int threads) {
-  apply_threads(o.threads > 0 ? o.threads : threads);
+void run_eval(const EvalOptions& o, const ComputeOptions& global) {
+  o.compute.over(global).apply();
   const InferenceModel c = InferenceModel::load_classifier(o.model);
   const std::string task = o.task.empty() ? c.info().trained_task : o.task;
   if (task.empty()) throw ConfigError(fmt::format("eval: {} does not name its task folder; pass --task DIR", o.model));
@@ -175,7 +203,7 @@ void run_eval(const EvalOptions& o, int threads) {
     j["model"] = o.model;
     j["task"] = task;
     j["split"] = o.split;
-    core::write_file_atomic(o.json, j.dump(2) + "\n");
+    write_file_atomic(o.json, j.dump(2) + "\n");
     fmt::print("eval: results in {}\n", o.json);
   }
 }
@@ -200,16 +228,16 @@ CLI::App* add_predict_command(CLI::App& app, PredictOptions& o) {
       ->type_name("FILE");
   cmd->add_flag("--truncate", o.truncate, "Cut texts longer than max_len (default: as the run was fine-tuned)");
   cmd->add_option("--batch-size", o.batch_size, "Texts per batch")->capture_default_str()->check(integer_at_least(1));
-  add_threads_option(*cmd, o.threads);
+  o.compute.declare(*cmd);
   return cmd;
 }
 
-void run_predict(const PredictOptions& o, int threads) {
-  apply_threads(o.threads > 0 ? o.threads : threads);
+void run_predict(const PredictOptions& o, const ComputeOptions& global) {
+  o.compute.over(global).apply();
   const InferenceModel c = InferenceModel::load_classifier(o.model);
   const bool jsonl = o.format == "jsonl" || (o.format == "auto" && fs::path(o.input).extension() == ".jsonl");
   const bool truncate = o.truncate || c.info().trained_with_truncation;
-  const std::string data = core::read_file(o.input);
+  const std::string data = read_file(o.input);
   // Every line is read and tokenized before anything is classified or written.
   std::vector<std::vector<int32_t>> seqs;
   size_t line_no = 0, pos = 0;
@@ -261,7 +289,19 @@ void run_predict(const PredictOptions& o, int threads) {
   if (o.output.empty())
     fmt::print("{}", out);
   else
-    core::write_file_atomic(o.output, out);
+    write_file_atomic(o.output, out);
+}
+
+}  // namespace
+
+void register_finetuning(CLI::App& app, Context& ctx) {
+  auto finetune = std::make_shared<FinetuneCmdOptions>();
+  ctx.on_run(add_finetune_command(app, *finetune), [finetune, &ctx] { run_finetune(*finetune, ctx.compute); },
+             Context::Ranks::many);
+  auto eval = std::make_shared<EvalOptions>();
+  ctx.on_run(add_eval_command(app, *eval), [eval, &ctx] { run_eval(*eval, ctx.compute); });
+  auto predict = std::make_shared<PredictOptions>();
+  ctx.on_run(add_predict_command(app, *predict), [predict, &ctx] { run_predict(*predict, ctx.compute); });
 }
 
 }  // namespace linformer::app

@@ -4,21 +4,31 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
-#include "commands.hpp"
 #include "ids_file.hpp"
 #include "linformer/checkpoint.hpp"
 #include "linformer/inference.hpp"
 #include "linformer/model.hpp"
+#include "registry.hpp"
 
 namespace linformer::app {
 
 namespace {
+
+// linformer forward --model M.safetensors --ids IDS --out OUT.safetensors
+struct ForwardOptions {
+  std::string model;
+  std::string ids;
+  std::string out;
+  int repeat = 1;
+};
 
 NamedTensor f32_tensor(std::string name, std::vector<int64_t> shape, const float* data) {
   size_t numel = 1;
@@ -34,9 +44,7 @@ NamedTensor i32_tensor(std::string name, std::vector<int64_t> shape, const std::
   return t;
 }
 
-}  // namespace
-
-CLI::App* add_forward_command(CLI::App& app, ForwardOptions& opt, int& threads) {
+CLI::App* add_forward_command(CLI::App& app, ForwardOptions& opt, ComputeOptions& compute) {
   CLI::App* cmd = app.add_subcommand(
       "forward", "Run a model over token-id sequences (eval mode); write hidden states, MLM logits and mask");
   cmd->add_option("--model", opt.model, "Model file (safetensors, from `linformer init` or training)")
@@ -55,15 +63,17 @@ CLI::App* add_forward_command(CLI::App& app, ForwardOptions& opt, int& threads) 
       ->check(CLI::Range(1, 1000000))
       ->capture_default_str()
       ->type_name("N");
-  add_threads_option(*cmd, threads);
+  // Into the global options, not options of its own: `linformer --threads 4 forward --threads 0`
+  // runs with OpenMP's default, as it always has.
+  compute.declare(*cmd);
   return cmd;
 }
 
-void run_forward(const ForwardOptions& opt, int threads) {
+void run_forward(const ForwardOptions& opt, const ComputeOptions& compute) {
   const InferenceModel model = InferenceModel::from_model(load_model(opt.model));
   const ModelConfig& cfg = model.config();
   const std::vector<std::vector<int32_t>> seqs = read_ids_file(opt.ids, cfg.vocab_size, cfg.max_len);
-  const int nthreads = apply_threads(threads);
+  const int nthreads = compute.apply();
 
   using clock = std::chrono::steady_clock;
   double first_ms = 0, best_ms = 0;
@@ -100,6 +110,13 @@ void run_forward(const ForwardOptions& opt, int threads) {
     fmt::print("time_ms={:.2f} ", first_ms);
   }
   fmt::print("hidden=[{},{},{}] logits=[{},{},{}] -> {}\n", B, n, d, B, n, V, opt.out);
+}
+
+}  // namespace
+
+void register_forward(CLI::App& app, Context& ctx) {
+  auto o = std::make_shared<ForwardOptions>();
+  ctx.on_run(add_forward_command(app, *o, ctx.compute), [o, &ctx] { run_forward(*o, ctx.compute); });
 }
 
 }  // namespace linformer::app

@@ -1,14 +1,27 @@
 // linformer init: builds a model from a JSON config, initialises its parameters from a seed and
 // writes it as a safetensors model file.
+#include <cstdint>
+#include <memory>
+#include <string>
+
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
-#include "commands.hpp"
 #include "linformer/checkpoint.hpp"
 #include "linformer/config.hpp"
 #include "linformer/model.hpp"
+#include "registry.hpp"
 
 namespace linformer::app {
+
+namespace {
+
+// linformer init --config C.json --seed S --out M.safetensors
+struct InitOptions {
+  std::string config;
+  uint64_t seed = 0;
+  std::string out;
+};
 
 CLI::App* add_init_command(CLI::App& app, InitOptions& opt) {
   CLI::App* cmd = app.add_subcommand("init", "Create a model with freshly initialised parameters from a JSON config");
@@ -33,6 +46,13 @@ void run_init(const InitOptions& opt) {
              attention_config_summary(cfg));  // the kind's own fields (Linformer: k, sharing, ...)
   const size_t n = model.params().total();
   fmt::print(" params={} ({:.1f} MB) seed={} -> {}\n", n, static_cast<double>(n) * 4.0 / 1e6, opt.seed, opt.out);
+}
+
+}  // namespace
+
+void register_init(CLI::App& app, Context& ctx) {
+  auto o = std::make_shared<InitOptions>();
+  ctx.on_run(add_init_command(app, *o), [o] { run_init(*o); });
 }
 
 }  // namespace linformer::app

@@ -1,21 +1,49 @@
 // linformer pretrain / fill-mask / eval-mlm: masked-language-model pretraining and using the result.
 #include <cmath>
+#include <cstdint>
 #include <filesystem>
+#include <memory>
+#include <string>
 
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
-#include "commands.hpp"
-#include "dist/communicator.hpp"
-#include "pretrain_commands.hpp"
 #include "linformer/error.hpp"
 #include "linformer/inference.hpp"
 #include "linformer/model.hpp"
+#include "linformer/parallel.hpp"
 #include "linformer/trainer.hpp"
+#include "registry.hpp"
 
 namespace fs = std::filesystem;
 
 namespace linformer::app {
+
+namespace {
+
+// linformer pretrain --config C --train T --valid V --out DIR [...]  |  --resume DIR [--steps N]
+struct PretrainOptions {
+  std::string config, out, resume;
+  TrainOptions train;
+  bool steps_given = false;
+  ComputeOptions compute;   // --threads and --bf16 after the subcommand
+  CLI::App* cmd = nullptr;  // set by add_pretrain_command: which options were given
+};
+
+// linformer fill-mask --model DIR --text "... <mask> ..."
+struct FillMaskOptions {
+  std::string model, tokenizer, text;
+  int top_k = 5;
+  ComputeOptions compute;
+};
+
+// linformer eval-mlm --model DIR --data V
+struct EvalMlmOptions {
+  std::string model, data;
+  int seq_len = 0, batch_size = 16, max_batches = 0;
+  uint64_t seed = 1;
+  ComputeOptions compute;
+};
 
 CLI::App* add_pretrain_command(CLI::App& app, PretrainOptions& o) {
   CLI::App* cmd = app.add_subcommand(
@@ -46,22 +74,21 @@ CLI::App* add_pretrain_command(CLI::App& app, PretrainOptions& o) {
       ->capture_default_str();
   add_run_settings_options(*cmd, o.train);
   cmd->add_option("--seed", o.train.seed, "Seed (initialisation, data order, masks, dropout)")->capture_default_str();
-  add_threads_option(*cmd, o.threads);
+  o.compute.declare(*cmd);
   o.cmd = cmd;
   return cmd;
 }
 
-void run_pretrain(PretrainOptions& o, int threads) {
-  const int nthreads = apply_threads(o.threads > 0 ? o.threads : threads);
+void run_pretrain(PretrainOptions& o, const ComputeOptions& global) {
+  const int nthreads = o.compute.over(global).apply();
   // Under mpirun only rank 0 prints (docs/distributed.md); "N threads" becomes "N threads x R ranks".
-  const dist::Communicator& comm = dist::world();
-  const std::string ranks = comm.size() > 1 ? fmt::format(" x {} ranks", comm.size()) : "";
+  const std::string ranks = parallel::size() > 1 ? fmt::format(" x {} ranks", parallel::size()) : "";
   TrainSummary s;
   if (!o.resume.empty()) {
     // A resumed run keeps its config and options (DIR/config.json, DIR/train.json): refuse
     // options that would otherwise be silently ignored.
     refuse_options_with_resume(o.cmd, "pretrain", o.resume + "/train.json and config.json");
-    if (comm.is_root()) fmt::print("pretrain: resuming {} ({} threads{})\n", o.resume, nthreads, ranks);
+    if (parallel::is_root()) fmt::print("pretrain: resuming {} ({} threads{})\n", o.resume, nthreads, ranks);
     s = resume_pretraining(o.resume, o.steps_given ? o.train.steps : 0);
     o.out = o.resume;
   } else {
@@ -69,13 +96,13 @@ void run_pretrain(PretrainOptions& o, int threads) {
       throw ConfigError("pretrain: --config, --train, --valid and --out are required (or --resume DIR)");
     o.train.validate();
     const ModelConfig cfg = ModelConfig::from_file(o.config);
-    if (comm.is_root())
+    if (parallel::is_root())
       fmt::print("pretrain: {} attention, {} layers, d_model {}, {} steps of {}x{}{} sequences, {} threads{} -> {}\n",
                  to_string(cfg.attention), cfg.n_layers, cfg.d_model, o.train.steps, o.train.batch_size,
-                 o.train.accum, comm.size() > 1 ? fmt::format("x{}", comm.size()) : "", nthreads, ranks, o.out);
+                 o.train.accum, parallel::size() > 1 ? fmt::format("x{}", parallel::size()) : "", nthreads, ranks, o.out);
     s = pretrain(cfg, o.train, o.out);
   }
-  if (!comm.is_root()) return;
+  if (!parallel::is_root()) return;
   fmt::print("pretrain: {} steps in {:.1f} s, {:.0f} tokens/s\n", s.steps_done, s.seconds, s.tokens_per_second);
   if (s.interrupted)
     fmt::print("pretrain: interrupted at step {}; continue with: linformer pretrain --resume {}\n", s.steps_done,
@@ -97,12 +124,12 @@ CLI::App* add_fill_mask_command(CLI::App& app, FillMaskOptions& o) {
       ->type_name("FILE");
   cmd->add_option("--text", o.text, "Text with one or more <mask>")->required();
   cmd->add_option("--top-k", o.top_k, "Candidates printed per mask")->capture_default_str()->check(integer_at_least(1));
-  add_threads_option(*cmd, o.threads);
+  o.compute.declare(*cmd);
   return cmd;
 }
 
-void run_fill_mask(const FillMaskOptions& o, int threads) {
-  apply_threads(o.threads > 0 ? o.threads : threads);
+void run_fill_mask(const FillMaskOptions& o, const ComputeOptions& global) {
+  o.compute.over(global).apply();
   InferenceOptions io;
   io.tokenizer = o.tokenizer;
   if (io.tokenizer.empty()) {
@@ -131,15 +158,27 @@ CLI::App* add_eval_mlm_command(CLI::App& app, EvalMlmOptions& o) {
       ->capture_default_str()
       ->check(integer_at_least(0));
   cmd->add_option("--seed", o.seed, "Seed of the (fixed) masks")->capture_default_str();
-  add_threads_option(*cmd, o.threads);
+  o.compute.declare(*cmd);
   return cmd;
 }
 
-void run_eval_mlm(const EvalMlmOptions& o, int threads) {
-  apply_threads(o.threads > 0 ? o.threads : threads);
+void run_eval_mlm(const EvalMlmOptions& o, const ComputeOptions& global) {
+  o.compute.over(global).apply();
   const InferenceModel model = InferenceModel::from_model(load_trained_model(o.model));
   const double loss = model.evaluate_mlm(o.data, o.seq_len, o.batch_size, o.max_batches, o.seed);
   fmt::print("eval-mlm: loss {:.4f}, perplexity {:.3f}\n", loss, std::exp(loss));
+}
+
+}  // namespace
+
+void register_pretraining(CLI::App& app, Context& ctx) {
+  auto pretrain = std::make_shared<PretrainOptions>();
+  ctx.on_run(add_pretrain_command(app, *pretrain), [pretrain, &ctx] { run_pretrain(*pretrain, ctx.compute); },
+             Context::Ranks::many);
+  auto fill_mask = std::make_shared<FillMaskOptions>();
+  ctx.on_run(add_fill_mask_command(app, *fill_mask), [fill_mask, &ctx] { run_fill_mask(*fill_mask, ctx.compute); });
+  auto eval_mlm = std::make_shared<EvalMlmOptions>();
+  ctx.on_run(add_eval_mlm_command(app, *eval_mlm), [eval_mlm, &ctx] { run_eval_mlm(*eval_mlm, ctx.compute); });
 }
 
 }  // namespace linformer::app

@@ -2,6 +2,7 @@
 #include <chrono>
 #include <filesystem>
 #include <memory>
+#include <string>
 
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
@@ -9,9 +10,25 @@
 #include "linformer/error.hpp"
 #include "linformer/datasets.hpp"
 #include "linformer/tokenizer.hpp"
-#include "task_commands.hpp"
+#include "registry.hpp"
 
 namespace linformer::app {
+
+namespace {
+
+// linformer task listops --out DIR [--seed S] [--train N --valid N --test N]
+// linformer task spam --out DIR [--npm-prefix P]
+// linformer task fashion-mnist --out DIR [--source DIR] [--valid N]
+// linformer task import --train F [--valid F] [--test F] --format tsv|jsonl --out DIR [...]
+// linformer task info --dir DIR [--model tok.model]
+struct TaskOptions {
+  CLI::App *listops = nullptr, *spam = nullptr, *fashion = nullptr, *import = nullptr, *info = nullptr;
+  std::string out, npm_prefix, dir, model, tokenizer = "sentencepiece";
+  std::string spam_split = "collections";  // task spam --split
+  ListOpsOptions listops_opt;
+  FashionMnistOptions fashion_opt;
+  ImportOptions import_opt;
+};
 
 CLI::App* add_task_command(CLI::App& app, TaskOptions& o) {
   CLI::App* cmd = app.add_subcommand("task", "Prepare classification tasks for fine-tuning (docs/tasks.md)");
@@ -80,8 +97,6 @@ CLI::App* add_task_command(CLI::App& app, TaskOptions& o) {
   return cmd;
 }
 
-namespace {
-
 void print_summary(const TaskSummary& s, bool tokens) {
   fmt::print("task {} ({} classes, tokenizer {}) in {}\n", s.info.name, s.info.labels.size(), to_string(s.info.tokenizer),
              s.dir);
@@ -103,8 +118,6 @@ TaskSummary summarize_dir(const std::string& dir, const Tokenizer* sp = nullptr)
   s.dir = dir;
   return s;
 }
-
-}  // namespace
 
 void run_task(TaskOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -139,6 +152,13 @@ void run_task(TaskOptions& o) {
     const TaskSummary s = summarize_dir(o.dir, sp.get());
     print_summary(s, s.info.tokenizer != TaskTokenizer::SentencePiece || sp);
   }
+}
+
+}  // namespace
+
+void register_task(CLI::App& app, Context& ctx) {
+  auto o = std::make_shared<TaskOptions>();
+  ctx.on_run(add_task_command(app, *o), [o] { run_task(*o); });
 }
 
 }  // namespace linformer::app

@@ -1,16 +1,33 @@
 // linformer tokenizer train | encode | decode: SentencePiece tokenizer and token files (docs/data.md).
 #include <chrono>
+#include <cstdint>
+#include <memory>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
-#include "data_commands.hpp"
 #include "linformer/data.hpp"
 #include "linformer/error.hpp"
 #include "linformer/tokenizer.hpp"
+#include "registry.hpp"
 
 namespace linformer::app {
+
+namespace {
+
+// linformer tokenizer train --input FILES|DIR... --vocab-size V --out tok.model [--seed S]
+// linformer tokenizer encode --model tok.model --input FILES|DIR... --out X.tokens
+// linformer tokenizer decode --model tok.model --ids "1 5 6 2"
+struct TokenizerOptions {
+  CLI::App *train = nullptr, *encode = nullptr, *decode = nullptr;
+  std::vector<std::string> inputs;
+  std::string model, out, ids;
+  int vocab_size = 8000;
+  uint64_t seed = 0;
+};
 
 CLI::App* add_tokenizer_command(CLI::App& app, TokenizerOptions& o) {
   CLI::App* cmd = app.add_subcommand("tokenizer", "Train a SentencePiece tokenizer; encode text into token files");
@@ -80,6 +97,13 @@ void run_tokenizer(const TokenizerOptions& o) {
     for (int32_t id : ids) pieces += (pieces.empty() ? "" : " ") + tok.piece(id);
     fmt::print("{}\npieces: {}\n", tok.decode(ids), pieces);
   }
+}
+
+}  // namespace
+
+void register_tokenizer(CLI::App& app, Context& ctx) {
+  auto o = std::make_shared<TokenizerOptions>();
+  ctx.on_run(add_tokenizer_command(app, *o), [o] { run_tokenizer(*o); });
 }
 
 }  // namespace linformer::app

@@ -1,4 +1,5 @@
-// Options and helpers shared by several subcommands.
+// What the subcommands share (registry.hpp): the compute options, the registration context and a
+// few option helpers.
 #include <omp.h>
 
 #include <exception>
@@ -8,30 +9,41 @@
 
 #include <fmt/core.h>
 
-#include "commands.hpp"
+#include "registry.hpp"
 #include "linformer/error.hpp"
 #include "linformer/optimizer.hpp"
 #include "linformer/precision.hpp"
 
 namespace linformer::app {
 
-namespace {
-bool g_bf16 = false;  // --bf16, declared beside --threads wherever that is
-}
-
-void add_threads_option(CLI::App& app, int& threads) {
-  app.add_option("--threads", threads, "Number of OpenMP threads (0: OpenMP's default, OMP_NUM_THREADS or all cores)")
+void ComputeOptions::declare(CLI::App& cmd) {
+  cmd.add_option("--threads", threads, "Number of OpenMP threads (0: OpenMP's default, OMP_NUM_THREADS or all cores)")
       ->check(CLI::Range(0, 4096))
       ->type_name("N");
-  app.add_flag("--bf16", g_bf16,
+  cmd.add_flag("--bf16", bf16,
                "Matrix products with bfloat16 operands and float32 accumulation: about 2x faster, slightly less "
                "accurate; needs a CPU with AVX512_BF16 (docs/BENCHMARKS.md, bf16 mode)");
 }
 
-int apply_threads(int threads) {
-  if (g_bf16) set_matmul_precision(MatmulPrecision::bf16);
+ComputeOptions ComputeOptions::over(const ComputeOptions& global) const {
+  return {threads > 0 ? threads : global.threads, bf16 || global.bf16};
+}
+
+int ComputeOptions::apply() const {
+  if (bf16) set_matmul_precision(MatmulPrecision::bf16);
   if (threads > 0) omp_set_num_threads(threads);
   return omp_get_max_threads();
+}
+
+void Context::on_run(CLI::App* cmd, std::function<void()> run, Ranks ranks) {
+  cmd->callback([this, run = std::move(run), ranks] {
+    chosen_ = run;
+    chosen_ranks_ = ranks;
+  });
+}
+
+void Context::run_chosen() const {
+  if (chosen_) chosen_();
 }
 
 void refuse_options_with_resume(const CLI::App* cmd, const std::string& command, const std::string& kept_in) {
