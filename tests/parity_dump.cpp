@@ -9,6 +9,9 @@
 // Output tensors: every parameter (its name), every gradient ("grad." + name), "ids" I32 [B,n],
 // "mask" I32 [B,n], "labels" I32 ([B,n] or [B]), "hidden" F32 [B,n,d], "logits" F32
 // ([B,n,V] or [B,C]), "loss" F32 [1]; metadata "config" = the model config as JSON.
+// With --activations: also every activation of the forward by name ("act." + the activation
+// table's name, Model::activations: "act.blk.1.ffn_up" F32 [B*n, d_ff]; the MLM head's over all
+// B*n positions), and metadata "activations" = their names in forward order.
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -65,7 +68,7 @@ std::vector<std::vector<int32_t>> read_ids(const std::string& path) {
 int usage() {
   std::fprintf(stderr,
                "usage: parity_dump --config C.json --seed S --ids IDS.txt --out OUT.safetensors "
-               "[--task mlm|cls]\n");
+               "[--task mlm|cls] [--activations 1]\n");
   return 2;
 }
 
@@ -73,6 +76,7 @@ int usage() {
 
 int main(int argc, char** argv) {
   std::string config_path, ids_path, out_path, task = "mlm";
+  bool activations = false;
   uint64_t seed = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -83,6 +87,7 @@ int main(int argc, char** argv) {
     else if (a == "--ids") ids_path = v;
     else if (a == "--out") out_path = v;
     else if (a == "--task") task = v;
+    else if (a == "--activations") activations = v == "1";
     else return usage();
   }
   if (config_path.empty() || ids_path.empty() || out_path.empty() ||
@@ -116,6 +121,15 @@ int main(int argc, char** argv) {
       label_shape = {B};
     }
 
+    // The first forward's activations (the MLM head's on every position), in forward order.
+    std::vector<NamedTensor> acts;
+    std::string act_names;
+    if (activations)
+      model.set_activation_dump([&](const linformer::ActivationInfo& a, const float* data, int64_t rows) {
+        acts.push_back(make_tensor("act." + a.name, "F32", {rows, a.cols}, data));
+        act_names += (act_names.empty() ? "" : ",") + a.name;
+      });
+
     model.zero_grad();
     float loss = 0.0f;
     std::vector<float> logits;
@@ -124,10 +138,12 @@ int main(int argc, char** argv) {
       // Logits at every position first (forward_mlm runs the head on labelled rows only).
       const float* p = model.forward_mlm_logits(batch);
       logits.assign(p, p + static_cast<size_t>(B) * n * cfg.vocab_size);
+      model.set_activation_dump({});
       loss = model.forward_mlm(batch, labels);
       logits_shape = {B, n, cfg.vocab_size};
     } else {
       loss = model.forward_cls(batch, labels);
+      model.set_activation_dump({});
       const float* p = model.cls_logits();
       logits.assign(p, p + static_cast<size_t>(B) * cfg.num_labels);
       logits_shape = {B, cfg.num_labels};
@@ -151,8 +167,9 @@ int main(int argc, char** argv) {
     out.push_back(make_tensor("hidden", "F32", {B, n, d}, hidden.data()));
     out.push_back(make_tensor("logits", "F32", logits_shape, logits.data()));
     out.push_back(make_tensor("loss", "F32", {1}, &loss));
-    const std::map<std::string, std::string> meta = {{"config", cfg.to_json().dump()},
-                                                     {"task", task}};
+    out.insert(out.end(), acts.begin(), acts.end());
+    std::map<std::string, std::string> meta = {{"config", cfg.to_json().dump()}, {"task", task}};
+    if (activations) meta["activations"] = act_names;
     linformer::write_safetensors(out_path, out, meta);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "parity_dump: %s\n", e.what());

@@ -670,3 +670,115 @@ TEST(Model, InferenceOnlyMemoryDoesNotGrowWithLayers) {
               grown_mb);
   EXPECT_LT(grown_mb, 40);
 }
+
+// The activation table and the debug dump (docs/model.md "Activations"): the dump hands over
+// exactly the table's activations in its order, with the table's shapes, and its tensors are
+// the forward's (hidden states and logits bitwise). Inference-only mode hands over the ones
+// that exist whole there, with the same values.
+TEST(Model, ActivationDumpFollowsTheTable) {
+  ModelConfig c = tiny(AttentionKind::Linformer);  // 2 layers
+  c.num_labels = 3;
+  Model m(c);
+  m.init(5);
+  m.eval();
+  const Batch b = Batch::from_sequences({random_ids(9, c.vocab_size, 1), random_ids(5, c.vocab_size, 2)});
+  const int64_t T = (int64_t)b.B * b.n;
+  struct Got {
+    std::string name;
+    int64_t rows, cols;
+    std::vector<float> data;
+  };
+  std::vector<Got> got;
+  m.set_activation_dump([&](const ActivationInfo& a, const float* data, int64_t rows) {
+    got.push_back({a.name, rows, a.cols, std::vector<float>(data, data + rows * a.cols)});
+  });
+  const float* lg = m.forward_mlm_logits(b);
+  const std::vector<float> logits(lg, lg + T * c.vocab_size);
+  const std::vector<float> hidden(m.hidden(), m.hidden() + T * c.d_model);
+  m.forward_cls_logits(b);
+  const std::vector<ActivationInfo>& table = m.activations();
+  // The MLM forward hands over the encoder's and the MLM head's; the CLS forward the encoder's
+  // again and the classification head's.
+  std::vector<std::string> want;
+  for (const ActivationInfo& a : table)
+    if (a.name.rfind("cls.", 0) != 0) want.push_back(a.name);
+  for (const ActivationInfo& a : table)
+    if (a.name.rfind("mlm.", 0) != 0) want.push_back(a.name);
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].name, want[i]) << i;
+    const bool seq = got[i].name.rfind("cls.", 0) == 0;
+    EXPECT_EQ(got[i].rows, seq ? b.B : T) << got[i].name;
+  }
+  EXPECT_EQ(table.size(), 3u + 8u * c.n_layers + 4u + 6u);
+  auto find = [&](const std::string& name) -> const Got& {
+    for (const Got& g : got)
+      if (g.name == name) return g;
+    ADD_FAILURE() << name << " not dumped";
+    return got.front();
+  };
+  EXPECT_EQ(find("blk.1.out").data, hidden);
+  EXPECT_EQ(find("mlm.logits").data, logits);
+  EXPECT_EQ(find("blk.0.ffn_up").cols, c.d_ff);
+
+  // Inference only: a subset, the same values up to rounding.
+  const std::vector<Got> eval_got = got;
+  got.clear();
+  m.set_inference_only(true);
+  m.forward_mlm_logits(b);
+  m.set_inference_only(false);
+  ASSERT_FALSE(got.empty());
+  double worst = 0;
+  for (const Got& g : got) {
+    EXPECT_TRUE(g.name.find("ffn_up") == std::string::npos && g.name.find("_res") == std::string::npos) << g.name;
+    const Got& e = [&]() -> const Got& {
+      for (const Got& x : eval_got)
+        if (x.name == g.name) return x;
+      return eval_got.front();
+    }();
+    ASSERT_EQ(e.name, g.name);
+    ASSERT_EQ(e.data.size(), g.data.size()) << g.name;
+    worst = std::max(worst, max_abs_diff(e.data.data(), g.data.data(), g.data.size()));
+  }
+  std::printf("activation dump: %zu activations in inference-only mode, worst |diff| vs eval %.2e\n", got.size(),
+              worst);
+  EXPECT_LE(worst, 1e-5);
+
+  // Off again: nothing more is handed over.
+  got.clear();
+  m.set_activation_dump({});
+  m.forward_mlm_logits(b);
+  EXPECT_TRUE(got.empty());
+}
+
+// Every tensor carries the init kind its registration gave it, and init follows the kinds.
+TEST(Model, InitKindsComeFromRegistration) {
+  for (ProjKind proj : {ProjKind::Learned, ProjKind::Random, ProjKind::Conv}) {
+    ModelConfig c = tiny(AttentionKind::Linformer, Sharing::None);
+    c.projection = proj;
+    c.k = {4};
+    c.max_len = 16;
+    c.num_labels = 2;
+    Model m(c);
+    m.init(3);
+    const ParamTable& pt = m.params();
+    for (int i = 0; i < pt.size(); ++i) {
+      const ParamInfo& p = pt.info(i);
+      const float* w = pt.data(i);
+      const bool is_proj = p.name.find("attn_proj") != std::string::npos;
+      ParamInit want = p.shape.size() >= 2 || is_proj ? ParamInit::Normal : ParamInit::Zeros;
+      if (p.name.ends_with("norm.weight")) want = ParamInit::Ones;
+      if (is_proj && proj == ProjKind::Random) want = ParamInit::RandomProjection;
+      EXPECT_EQ(p.init, want) << p.name;
+      if (want == ParamInit::Ones || want == ParamInit::Zeros)
+        for (size_t j = 0; j < p.numel; ++j) ASSERT_EQ(w[j], want == ParamInit::Ones ? 1.0f : 0.0f) << p.name;
+      if (want == ParamInit::RandomProjection) {
+        double ss = 0;
+        for (size_t j = 0; j < p.numel; ++j) ss += (double)w[j] * w[j];
+        const double sd = std::sqrt(ss / p.numel), k = (double)p.shape[p.shape.size() - 2];
+        EXPECT_NEAR(sd, 1.0 / std::sqrt(k), 0.15 / std::sqrt(k)) << p.name;
+        EXPECT_FALSE(p.trainable) << p.name;
+      }
+    }
+  }
+}

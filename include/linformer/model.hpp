@@ -7,6 +7,7 @@
 //   float loss = m.forward_mlm(b, labels);  m.backward();      // grads in m.params()
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,6 +25,23 @@ struct AttentionProbs {
   const float* data = nullptr;
   int B = 0, heads = 0, n = 0, cols = 0;
 };
+
+// One entry of the activation table (Model::activations): a tensor a forward produces, named
+// like the parameters ("emb_norm", "blk.3.attn_out", "blk.3.ffn_up", "mlm.logits"), of shape
+// [rows, cols]. rows: Tokens = B*n; HeadRows = the rows the MLM head ran on (B*n, or the R
+// labelled positions in forward_mlm); Sequences = B. kept: saved for backward (the rest is
+// scratch, read once by the next step). docs/model.md "Activations" lists them.
+struct ActivationInfo {
+  enum class Rows { Tokens, HeadRows, Sequences };
+  std::string name;
+  Rows rows = Rows::Tokens;
+  int64_t cols = 0;
+  bool kept = false;
+};
+
+// Receives each activation as the forward finishes it (Model::set_activation_dump); data is
+// [rows, cols] floats, valid during the call only.
+using ActivationDump = std::function<void(const ActivationInfo& info, const float* data, int64_t rows)>;
 
 class Model {
  public:
@@ -102,10 +120,17 @@ class Model {
   // layer out of range.
   AttentionProbs attention_probs(int layer) const;
 
+  // The activation table of this model's forward, in the order a forward produces them: the
+  // embeddings, each layer's, the MLM head's, then the classification head's (if any).
+  const std::vector<ActivationInfo>& activations() const;
+  // Debug mode: every later forward hands each activation of the table to `dump` as it is
+  // finished (the PyTorch parity test compares them by name; tests/parity_dump.cpp). An
+  // inference-only forward hands over only those that exist whole there (not blk.*.attn_res,
+  // ffn_up, ffn_act, ffn_res). An empty function turns it off; off, a forward pays nothing.
+  void set_activation_dump(ActivationDump dump);
+
  private:
   Model(const ModelConfig& cfg, const ParamTable* weights_of);
-  void mlm_head_forward(const float* x, int rows);
-  const float* encode_inference_only();
   struct Impl;
   ModelConfig cfg_;
   ParamTable params_;

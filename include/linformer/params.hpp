@@ -7,6 +7,16 @@
 
 namespace linformer {
 
+// How Model::init fills a tensor, chosen where the tensor is registered (docs/model.md
+// "Initialisation"). Unset: registered without a kind (Model::init refuses such a tensor).
+enum class ParamInit {
+  Unset,
+  Normal,            // N(0, init_std): weight matrices, embeddings, learned E/F, conv kernels
+  Zeros,             // biases, LayerNorm biases
+  Ones,              // LayerNorm weights
+  RandomProjection,  // frozen N(0, 1/k), k = the second-to-last dimension (projection "random")
+};
+
 struct ParamInfo {
   std::string name;            // e.g. "blk.0.attn_q.weight"
   std::vector<int64_t> shape;  // row-major
@@ -14,12 +24,15 @@ struct ParamInfo {
   size_t numel = 0;
   bool decay = true;           // weight decay applies (false for biases, LayerNorm, embeddings)
   bool trainable = true;       // false: frozen (the random projection); no gradient, the optimizer skips it
+  ParamInit init = ParamInit::Unset;
 };
 
 class ParamTable {
  public:
   // Registers a tensor; returns its index. Call before finalize().
   int add(std::string name, std::vector<int64_t> shape, bool decay, bool trainable = true);
+  // The same with the tensor's initialisation kind (the model's tensors all have one).
+  int add(std::string name, std::vector<int64_t> shape, ParamInit init, bool decay, bool trainable = true);
   // Allocates data and grad (zeroed). Pointers stay valid afterwards.
   void finalize();
   // Instead of finalize(): reads the data of `src` in place (no copy) and has no gradient block,

@@ -1,3 +1,4 @@
+// ParamTable (include/linformer/params.hpp): registration, the flat blocks, zeroing gradients.
 #include "linformer/params.hpp"
 
 #include <omp.h>
@@ -9,6 +10,10 @@
 namespace linformer {
 
 int ParamTable::add(std::string name, std::vector<int64_t> shape, bool decay, bool trainable) {
+  return add(std::move(name), std::move(shape), ParamInit::Unset, decay, trainable);
+}
+
+int ParamTable::add(std::string name, std::vector<int64_t> shape, ParamInit init, bool decay, bool trainable) {
   if (!data_.empty() || view_) throw Error("ParamTable::add after finalize: " + name);
   if (find(name) >= 0) throw Error("duplicate parameter name: " + name);
   ParamInfo p;
@@ -19,6 +24,7 @@ int ParamTable::add(std::string name, std::vector<int64_t> shape, bool decay, bo
   p.offset = total_;
   p.decay = decay && trainable;
   p.trainable = trainable;
+  p.init = init;
   // Keep every tensor 64-byte aligned inside the block (16 floats).
   total_ += (p.numel + 15) / 16 * 16;
   infos_.push_back(std::move(p));

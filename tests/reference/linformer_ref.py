@@ -11,6 +11,10 @@ so a model file or a parity dump loads by name:
 
 The dtype is whatever the module is cast to (float64 for the parity test, float32 for
 benchmarks). Dropout uses torch's own RNG (it cannot match the C++ masks); parity runs in eval.
+
+Pass a dict as `acts` to encode / mlm_logits / cls_logits to record every intermediate under
+the names of the C++ activation table (Model::activations, docs/model.md "Activations"), in
+forward order: "emb", "emb_norm", "emb_out", "blk.<l>.attn_out" ... "blk.<l>.out", "mlm.*", "cls.*".
 """
 import json
 import math
@@ -117,6 +121,15 @@ def strided_conv(t, kernel, w):
     N = ((n + w - 1) // w) * w
     tp = F.pad(t, (0, 0, 0, N - n)).reshape(B, h, N // w, w, c)
     return torch.einsum("bhjuc,hu->bhjc", tp, kernel)
+
+
+def record(acts, prefix=""):
+    """rec(name, t): stores t under prefix + name in acts (when acts is a dict) and returns t."""
+    def rec(name, t):
+        if acts is not None:
+            acts[prefix + name] = t
+        return t
+    return rec
 
 
 class Layer(nn.Module):
@@ -267,12 +280,15 @@ class Layer(nn.Module):
             vv = fit(strided_conv(heads(V), Fp, w))
         return kk, vv, wmask
 
-    def forward(self, x, mask, shared=None):
+    def forward(self, x, mask, shared=None, acts=None):
         p = self.cfg.dropout
-        a = self.attention(x, mask, shared)
-        x1 = self.attn_norm(x + self.drop(a, p))
-        u = F.gelu(self.ffn_up(x1))  # exact erf form
-        return self.ffn_norm(x1 + self.drop(self.ffn_down(u), p))
+        rec = record(acts, f"blk.{self.layer}.")
+        a = rec("attn_out", self.attention(x, mask, shared))
+        x1 = rec("attn_norm", self.attn_norm(rec("attn_res", x + self.drop(a, p))))
+        up = rec("ffn_up", self.ffn_up(x1))
+        u = rec("ffn_act", F.gelu(up))  # exact erf form
+        down = rec("ffn_down", self.ffn_down(u))
+        return rec("out", self.ffn_norm(rec("ffn_res", x1 + self.drop(down, p))))
 
 
 class MlmHead(nn.Module):
@@ -338,38 +354,44 @@ class LinformerRef(nn.Module):
         return self
 
     # ---- forward -------------------------------------------------------------------------
-    def encode(self, ids, mask):
+    def encode(self, ids, mask, acts=None):
         """ids [B, n] (int), mask [B, n] (1 real / 0 pad) -> hidden [B, n, d]."""
         cfg = self.cfg
         B, n = ids.shape
         assert n <= cfg.max_len
         ids = ids.long()
         pos = torch.arange(n, device=ids.device)
-        e = self.tok_emb(ids) + self.pos_emb(pos)[None]
-        x = self.emb_norm(e)
+        rec = record(acts)
+        e = rec("emb", self.tok_emb(ids) + self.pos_emb(pos)[None])
+        x = rec("emb_norm", self.emb_norm(e))
         if cfg.dropout > 0:
             x = F.dropout(x, cfg.dropout, self.training)
+        rec("emb_out", x)
         for layer in self.blk:
-            x = layer(x, mask, self.attn_proj_shared)
+            x = layer(x, mask, self.attn_proj_shared, acts)
         return x
 
-    def mlm_logits(self, hidden):
-        z = self.mlm.norm(F.gelu(self.mlm.dense(hidden)))
-        return z @ self.tok_emb.weight.t() + self.mlm.bias
+    def mlm_logits(self, hidden, acts=None):
+        rec = record(acts)
+        h = rec("mlm.dense", self.mlm.dense(hidden))
+        z = rec("mlm.norm", self.mlm.norm(rec("mlm.act", F.gelu(h))))
+        return rec("mlm.logits", z @ self.tok_emb.weight.t() + self.mlm.bias)
 
-    def cls_logits(self, hidden, mask):
+    def cls_logits(self, hidden, mask, acts=None):
         cfg = self.cfg
+        rec = record(acts)
         if cfg.pooling == "first":
             p = hidden[:, 0]
         else:
             m = mask.to(hidden.dtype)[:, :, None]
             p = (hidden * m).sum(1) / m.sum(1)
+        rec("cls.pooled", p)
         if cfg.dropout > 0:
             p = F.dropout(p, cfg.dropout, self.training)
-        t = torch.tanh(self.cls.dense(p))
+        t = rec("cls.tanh", torch.tanh(rec("cls.dense", self.cls.dense(rec("cls.pooled_drop", p)))))
         if cfg.dropout > 0:
             t = F.dropout(t, cfg.dropout, self.training)
-        return self.cls.out(t)
+        return rec("cls.logits", self.cls.out(rec("cls.tanh_drop", t)))
 
     @staticmethod
     def mlm_loss(logits, labels):

@@ -6,7 +6,9 @@
 For every configuration below: write the config and a padded batch of token ids, run parity_dump
 (C++: init, forward, backward, dump of weights/gradients/outputs), load the C++ weights into the
 twin in float64, recompute hidden states, logits, loss and every parameter gradient with autograd,
-and compare each tensor. Plus two property checks:
+and compare each tensor, every intermediate activation by name included (the C++ activation
+table, dumped with --activations 1); a failing configuration names the first layer and tensor,
+in forward order, that diverges. Plus two property checks:
   (a) twin only: Linformer attention with k = n = max_len and E = F = identity equals full attention;
   (b) C++ and twin: a sequence's hidden states do not depend on the padding around it.
 Exit status 1 if any tensor exceeds its bound or a dump fails.
@@ -129,7 +131,7 @@ def write_inputs(wd, name, cfg, seqs):
 
 def run_dump(args, cpath, ipath, out, seed, task):
     cmd = [args.dump, "--config", cpath, "--seed", str(seed), "--ids", ipath, "--out", out,
-           "--task", task]
+           "--task", task, "--activations", "1"]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -191,16 +193,50 @@ def twin_forward(cfg_dict, tensors, task):
     mask = torch.from_numpy(tensors["mask"].astype(np.int64))
     labels = torch.from_numpy(tensors["labels"].astype(np.int64))
     m.zero_grad(set_to_none=True)
-    hidden = m.encode(ids, mask)
+    acts = {}  # name -> tensor, in forward order (the C++ activation table's names)
+    hidden = m.encode(ids, mask, acts)
     if task == "mlm":
-        logits = m.mlm_logits(hidden)
+        logits = m.mlm_logits(hidden, acts)
         loss = m.mlm_loss(logits, labels)
     else:
-        logits = m.cls_logits(hidden, mask)
+        logits = m.cls_logits(hidden, mask, acts)
         loss = m.cls_loss(logits, labels)
     loss.backward()
     return m, dict(hidden=hidden.detach().numpy(), logits=logits.detach().numpy(),
-                   loss=loss.detach().numpy().reshape(1))
+                   loss=loss.detach().numpy().reshape(1),
+                   acts={k: v.detach().numpy() for k, v in acts.items()})
+
+
+def compare_activations(tensors, meta, ref_acts, realm):
+    """Errors of the dumped activations ("act." + name) against the twin's, in forward order;
+    rows are B*n positions (only the real ones compared, as for hidden) or B sequences."""
+    names = [a for a in meta.get("activations", "").split(",") if a]
+    errors, msgs = {}, []
+    if names != list(ref_acts):
+        msgs.append(f"activation names differ: C++ only {sorted(set(names) - set(ref_acts))}, "
+                    f"twin only {sorted(set(ref_acts) - set(names))}"
+                    + ("" if set(names) != set(ref_acts) else " (order differs)"))
+    flat = realm.reshape(-1)
+    for name in names:
+        if name not in ref_acts:
+            continue
+        cpp = tensors["act." + name]
+        ref = ref_acts[name].reshape(cpp.shape) if ref_acts[name].size == cpp.size else ref_acts[name]
+        if cpp.shape[0] == flat.size and not name.startswith("cls."):
+            cpp, ref = cpp[flat], ref[flat]
+        errors["act." + name] = rel_err(cpp, ref)
+    return errors, msgs
+
+
+def first_divergence(errors):
+    """The first activation (in forward order) over the bound, as 'layer L, tensor NAME'."""
+    for k, e in errors.items():
+        if k.startswith("act.") and e > BOUND:
+            name = k[4:]
+            where = f"layer {name.split('.')[1]}" if name.startswith("blk.") else \
+                ("embeddings" if name.startswith("emb") else "head " + name.split(".")[0])
+            return f"first divergence: {where}, tensor {name} (error {e:.2e})"
+    return None
 
 
 def check_config(args, wd, idx, name, cfg, task):
@@ -225,7 +261,7 @@ def check_config(args, wd, idx, name, cfg, task):
     # Parameter set: the dump must hold exactly the twin's parameters, with the same shapes.
     twin_names = dict(LinformerRef(Config.from_dict(cfg)).named_parameters())
     special = {"ids", "mask", "labels", "hidden", "logits", "loss"}
-    dumped = {k for k in tensors if not k.startswith("grad.") and k not in special}
+    dumped = {k for k in tensors if not k.startswith(("grad.", "act.")) and k not in special}
     if set(twin_names) != dumped:
         msgs.append(f"parameter names differ: C++ only {sorted(dumped - set(twin_names))}, "
                     f"twin only {sorted(set(twin_names) - dumped)}")
@@ -238,7 +274,8 @@ def check_config(args, wd, idx, name, cfg, task):
 
     m, ref = twin_forward(cfg, tensors, task)
     realm = mask.astype(bool)
-    errors = {}
+    errors, amsgs = compare_activations(tensors, meta, ref["acts"], realm)
+    msgs += amsgs
     # hidden / MLM logits: only real positions. The spec defines nothing at padded positions
     # (no output or loss reads them), so an implementation may compute, zero or skip them.
     errors["hidden"] = rel_err(tensors["hidden"][realm], ref["hidden"][realm])
@@ -264,7 +301,10 @@ def check_config(args, wd, idx, name, cfg, task):
         else:
             errors["grad." + pname] = rel_err(cg, g)
     worst = max(errors, key=lambda k: errors[k])
-    ok = all(e <= BOUND for e in errors.values())
+    ok = all(e <= BOUND for e in errors.values()) and not amsgs
+    first = first_divergence(errors)
+    if first:
+        msgs.insert(0, first)
     return ok, worst, errors[worst], errors, msgs
 
 

@@ -49,10 +49,12 @@ std::vector<int64_t> proj_shape(const ModelConfig& cfg, int layer, bool per_head
   return sh;
 }
 
-// The random projection is frozen: no weight decay, no gradient.
+// The random projection is frozen: no weight decay, no gradient, drawn N(0, 1/k). Learned E/F
+// and conv kernels start N(0, init_std) like the weight matrices.
 int add_proj(ParamTable& pt, const ModelConfig& cfg, const std::string& name, int layer, bool per_head) {
   const bool frozen = cfg.projection == ProjKind::Random;
-  return pt.add(name, proj_shape(cfg, layer, per_head), !frozen, !frozen);
+  return pt.add(name, proj_shape(cfg, layer, per_head), frozen ? ParamInit::RandomProjection : ParamInit::Normal,
+                !frozen, !frozen);
 }
 
 // Linformer: context keys/values are k rows projected along the sequence by E and F.

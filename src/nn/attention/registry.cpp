@@ -83,15 +83,15 @@ AttentionParams declare_attention_params(ParamTable& pt, const ModelConfig& cfg,
   const int d = cfg.d_model;
   AttentionParams p;
   QkvoParams& q = p.qkvo;
-  q.q_w = pt.add(b + "attn_q.weight", {d, d}, true);
-  q.q_b = pt.add(b + "attn_q.bias", {d}, false);
-  q.k_w = pt.add(b + "attn_k.weight", {d, d}, true);
-  q.k_b = pt.add(b + "attn_k.bias", {d}, false);
-  q.v_w = pt.add(b + "attn_v.weight", {d, d}, true);
-  q.v_b = pt.add(b + "attn_v.bias", {d}, false);
+  q.q_w = pt.add(b + "attn_q.weight", {d, d}, ParamInit::Normal, true);
+  q.q_b = pt.add(b + "attn_q.bias", {d}, ParamInit::Zeros, false);
+  q.k_w = pt.add(b + "attn_k.weight", {d, d}, ParamInit::Normal, true);
+  q.k_b = pt.add(b + "attn_k.bias", {d}, ParamInit::Zeros, false);
+  q.v_w = pt.add(b + "attn_v.weight", {d, d}, ParamInit::Normal, true);
+  q.v_b = pt.add(b + "attn_v.bias", {d}, ParamInit::Zeros, false);
   if (s.declare_layer) p.own = s.declare_layer(pt, cfg, layer, b, shared);
-  q.o_w = pt.add(b + "attn_out.weight", {d, d}, true);
-  q.o_b = pt.add(b + "attn_out.bias", {d}, false);
+  q.o_w = pt.add(b + "attn_out.weight", {d, d}, ParamInit::Normal, true);
+  q.o_b = pt.add(b + "attn_out.bias", {d}, ParamInit::Zeros, false);
   return p;
 }
 
