@@ -146,12 +146,7 @@ void MlmBatcher::next(Batch& batch, std::vector<int32_t>& labels) {
     }
   }
 
-  state_.cursor += global;
-  if (state_.cursor == N) {  // the epoch is over: the next call starts a new order
-    ++state_.epoch;
-    state_.cursor = 0;
-    make_order();
-  }
+  if (state_.advance(global, N)) make_order();  // the epoch is over: the next call starts a new order
 }
 
 }  // namespace linformer

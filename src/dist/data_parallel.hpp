@@ -4,7 +4,6 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
-#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -31,7 +30,6 @@ using core::Slice;
 // A 64-bit hash of the bits of `v` (FNV-1a over the 32-bit words), and of a few integers.
 uint64_t checksum(const std::vector<float>& v);
 uint64_t checksum(const std::vector<uint64_t>& values);
-inline uint64_t checksum(std::initializer_list<uint64_t> values) { return checksum(std::vector<uint64_t>(values)); }
 // Throws Error "WHAT: not the same on every rank (checksum ... on rank 0, ... on rank R); ..."
 // unless `value` is the same on every rank. Collective: every rank must call it at the same point.
 void check_same_on_all_ranks(const Communicator& comm, uint64_t value, const std::string& what);
