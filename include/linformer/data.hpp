@@ -1,5 +1,6 @@
 // Token files and the masked-language-modelling data pipeline.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -44,6 +45,23 @@ class TokenFile {
 // grow with the corpus. InputError for non-UTF-8 text (file:line) or an empty corpus.
 size_t encode_corpus(const Tokenizer& tok, const std::vector<std::string>& inputs, const std::string& out_path);
 
+// Where a batcher (MlmBatcher, ClsBatcher) is in its data: epochs completed, and items of this
+// epoch's order already returned (always less than the number of items). A checkpoint saves it
+// (state.json), so that a resumed run continues with the same batches.
+struct DataPosition {
+  uint64_t epoch = 0;
+  uint64_t cursor = 0;
+  // Moves past a batch of `items` in an epoch of `n` items; true when the batch ended the epoch
+  // (the cursor is then back at 0 of the next one).
+  bool advance(size_t items, size_t n) {
+    cursor += items;
+    if (cursor != n) return false;
+    ++epoch;
+    cursor = 0;
+    return true;
+  }
+};
+
 struct MlmOptions {
   int seq_len = 128;       // n, including <s> and </s>
   int batch_size = 16;
@@ -78,11 +96,8 @@ class MlmBatcher {
   size_t num_sequences() const { return ranges_.size(); }
   size_t batches_per_epoch() const;  // batches of batch_size x shards sequences
 
-  // Data position, for checkpoints and resume.
-  struct State {
-    uint64_t epoch = 0;
-    uint64_t cursor = 0;  // sequences of this epoch already returned (always < num_sequences())
-  };
+  // Data position, for checkpoints and resume (cursor: sequences of this epoch already returned).
+  using State = DataPosition;
   State state() const { return state_; }
   void set_state(State s);
 

@@ -26,6 +26,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "linformer/cls_batcher.hpp"
 #include "linformer/config.hpp"
 #include "linformer/optimizer.hpp"
 #include "linformer/tasks.hpp"
@@ -79,17 +80,8 @@ FinetuneSummary finetune(const FinetuneOptions& opt, const std::string& out_dir)
 // run with the same seed and thread count.
 FinetuneSummary resume_finetuning(const std::string& out_dir, int64_t steps = 0);
 
-// The "balanced" class weights: N / (num_classes * count of class c) for the N labels (0 for a
-// class without an example), so that the weighted examples of every class add up to N / num_classes.
-std::vector<float> balanced_class_weights(const std::vector<int32_t>& labels, int num_classes);
-
-// --group-by-length: cuts the epoch's shuffled `order` into pools of kLengthGroupBatches batches,
-// sorts each pool by length (longest first) and shuffles its whole batches (seeded by seed and
-// epoch; a short last batch stays last), so consecutive runs of `batch` examples have similar
-// lengths while the pools keep the epoch random. A permutation of `order`.
-constexpr size_t kLengthGroupBatches = 50;
-std::vector<uint32_t> group_by_length(const std::vector<uint32_t>& order, const std::vector<size_t>& lengths,
-                                      size_t batch, uint64_t seed, uint64_t epoch);
+// balanced_class_weights, group_by_length and kLengthGroupBatches, the classification batches
+// (ClsBatcher), are in cls_batcher.hpp (the data floor).
 
 // Classification metrics. Precision, recall and F1 of a class with no prediction (or no example)
 // are 0.

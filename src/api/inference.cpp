@@ -19,13 +19,6 @@ using namespace api_detail;
 
 namespace {
 
-std::vector<int32_t> labels_of(const TaskSplit& s) {
-  std::vector<int32_t> out;
-  out.reserve(s.examples.size());
-  for (const TaskExample& e : s.examples) out.push_back(e.label);
-  return out;
-}
-
 void check_batch_size(const char* what, int batch_size) {
   if (batch_size < 1) throw ConfigError(fmt::format("{}: batch_size {} must be at least 1", what, batch_size));
 }

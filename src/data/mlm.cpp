@@ -9,6 +9,7 @@
 #include "linformer/data.hpp"
 
 #include "core/rng.hpp"
+#include "core/slice.hpp"
 #include "linformer/error.hpp"
 #include "linformer/tokenizer.hpp"
 
@@ -97,8 +98,8 @@ void MlmBatcher::next(Batch& batch, std::vector<int32_t>& labels) {
   // The run's batch (all shards) may be short at the end of an epoch; this shard's slice of it.
   const size_t B = (size_t)opt_.batch_size;
   const size_t global = std::min<size_t>(B * (size_t)opt_.shards, N - state_.cursor);
-  const size_t start = state_.cursor + std::min(B * (size_t)opt_.shard, global);
-  const size_t count = std::min(B, state_.cursor + global - start);
+  const core::Slice part = core::rank_slice(global, B, opt_.shard);
+  const size_t start = state_.cursor + part.begin, count = part.count;
   int n = 0;
   for (size_t b = 0; b < count; ++b) {
     const auto& r = ranges_[order_[start + b]];
@@ -145,12 +146,7 @@ void MlmBatcher::next(Batch& batch, std::vector<int32_t>& labels) {
     }
   }
 
-  state_.cursor += global;
-  if (state_.cursor == N) {  // the epoch is over: the next call starts a new order
-    ++state_.epoch;
-    state_.cursor = 0;
-    make_order();
-  }
+  if (state_.advance(global, N)) make_order();  // the epoch is over: the next call starts a new order
 }
 
 }  // namespace linformer

@@ -21,18 +21,11 @@ void allreduce_gradients(const Communicator& comm, ParamTable& params) {
     comm.allreduce_sum(g.data() + off, std::min(kGradBucketFloats, g.size() - off));
 }
 
-Slice rank_slice(size_t global, size_t per_rank, int rank) {
-  Slice s;
-  s.begin = std::min(per_rank * (size_t)rank, global);
-  s.count = std::min(per_rank, global - s.begin);
-  return s;
-}
-
 uint64_t checksum(const std::vector<float>& v) {
   return core::fnv1a_words(reinterpret_cast<const uint32_t*>(v.data()), v.size());
 }
 
-uint64_t checksum(std::initializer_list<uint64_t> values) {
+uint64_t checksum(const std::vector<uint64_t>& values) {
   uint64_t h = core::kFnvOffset;
   for (uint64_t v : values) {
     unsigned char bytes[8];  // little-endian, whatever the machine

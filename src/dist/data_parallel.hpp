@@ -4,10 +4,10 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
-#include <initializer_list>
 #include <string>
 #include <vector>
 
+#include "core/slice.hpp"
 #include "dist/communicator.hpp"
 
 namespace linformer {
@@ -23,17 +23,13 @@ inline constexpr size_t kGradBucketFloats = (size_t)1 << 20;
 // see docs/distributed.md for why it is not overlapped with it).
 void allreduce_gradients(const Communicator& comm, ParamTable& params);
 
-// This rank's part [begin, begin + count) of a batch of `global` consecutive items in which every
-// rank takes `per_rank` items in rank order (the last ranks get fewer, or none, when the batch is
-// short at the end of an epoch).
-struct Slice {
-  size_t begin = 0, count = 0;
-};
-Slice rank_slice(size_t global, size_t per_rank, int rank);
+// This rank's part of a batch (core/slice.hpp; the batchers of the data floor use it too).
+using core::rank_slice;
+using core::Slice;
 
 // A 64-bit hash of the bits of `v` (FNV-1a over the 32-bit words), and of a few integers.
 uint64_t checksum(const std::vector<float>& v);
-uint64_t checksum(std::initializer_list<uint64_t> values);
+uint64_t checksum(const std::vector<uint64_t>& values);
 // Throws Error "WHAT: not the same on every rank (checksum ... on rank 0, ... on rank R); ..."
 // unless `value` is the same on every rank. Collective: every rank must call it at the same point.
 void check_same_on_all_ranks(const Communicator& comm, uint64_t value, const std::string& what);

@@ -1,26 +1,25 @@
-// Sequence-classification fine-tuning. See finetune.hpp and docs/finetune.md. The run-folder
-// machinery (checkpoints, metrics, signals, NaN stop) is shared with pretraining (run_dir.hpp).
+// Sequence-classification fine-tuning: its options, the run's setup (model, task, tokenizer) and
+// resume, and the classification task it plugs into the training loop (loop.hpp). See
+// finetune.hpp and docs/finetune.md; evaluation and the Classifier are in classifier.cpp, the
+// batches in src/data/cls_batcher.cpp.
 #include "linformer/finetune.hpp"
 
-#include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <numeric>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "linformer/checkpoint.hpp"
+#include "linformer/cls_batcher.hpp"
 #include "linformer/error.hpp"
 #include "linformer/model.hpp"
 #include "linformer/optimizer.hpp"
 #include "linformer/tokenizer.hpp"
 #include "linformer/trainer.hpp"
-#include "core/rng.hpp"
 #include "dist/communicator.hpp"
-#include "dist/data_parallel.hpp"
-#include "train/progress.hpp"
+#include "train/classifier.hpp"
+#include "train/loop.hpp"
 #include "train/run_dir.hpp"
 
 namespace fs = std::filesystem;
@@ -79,195 +78,6 @@ void FinetuneOptions::validate() const {
   if (eval_batch_size < 1) bad("eval_batch_size", eval_batch_size, "must be at least 1");
 }
 
-// ---------------------------------------------------------------- evaluation
-
-namespace {
-
-// Softmax of one row of logits, in double.
-void softmax_row(const float* logits, int C, std::vector<double>& p) {
-  p.resize(C);
-  double mx = logits[0];
-  for (int c = 1; c < C; ++c) mx = std::max(mx, (double)logits[c]);
-  double z = 0;
-  for (int c = 0; c < C; ++c) z += p[c] = std::exp((double)logits[c] - mx);
-  for (int c = 0; c < C; ++c) p[c] /= z;
-}
-
-// Runs the model over seqs[first, last) in batches (eval mode) and calls fn(index, logits row) for each.
-template <class Fn>
-void for_each_logits(Model& model, const std::vector<std::vector<int32_t>>& seqs, size_t first, size_t last,
-                     int batch_size, Fn fn) {
-  if (model.config().num_labels <= 0)
-    throw ConfigError("config: num_labels is 0, so the model has no classification head");
-  if (batch_size < 1) throw ConfigError(fmt::format("evaluation batch size {} must be at least 1", batch_size));
-  const int C = model.config().num_labels;
-  InferenceScope inference(model);
-  // Longest first, so each batch pads little and the buffers reach their largest size at once;
-  // each result still goes to its own index.
-  std::vector<size_t> by_length(last - first);
-  std::iota(by_length.begin(), by_length.end(), first);
-  std::stable_sort(by_length.begin(), by_length.end(),
-                   [&](size_t a, size_t b) { return seqs[a].size() > seqs[b].size(); });
-  std::vector<std::vector<int32_t>> chunk;
-  for (size_t start = 0; start < by_length.size(); start += (size_t)batch_size) {
-    const size_t end = std::min(by_length.size(), start + (size_t)batch_size);
-    chunk.clear();
-    for (size_t j = start; j < end; ++j) chunk.push_back(seqs[by_length[j]]);
-    const float* logits = model.forward_cls_logits(Batch::from_sequences(chunk));
-    for (size_t j = start; j < end; ++j) fn(by_length[j], logits + (j - start) * C);
-  }
-}
-
-// evaluate_classifier, with the sequences shared out among the ranks of `comm` (each runs a
-// contiguous part; the confusion matrices and losses are summed).
-ClassifierEval evaluate_classifier_on(const dist::Communicator& comm, Model& model,
-                                      const std::vector<std::vector<int32_t>>& seqs,
-                                      const std::vector<int32_t>& labels, int batch_size) {
-  const int C = model.config().num_labels;
-  if (labels.size() != seqs.size())
-    throw InputError(fmt::format("evaluate: {} labels for {} sequences", labels.size(), seqs.size()));
-  for (size_t i = 0; i < labels.size(); ++i)
-    if (labels[i] < 0 || labels[i] >= C)
-      throw InputError(fmt::format("evaluate: label {} of example {} is outside [0, {})", labels[i], i, C));
-  ClassifierEval e;
-  e.examples = (int64_t)seqs.size();
-  e.confusion.assign(std::max(C, 0), std::vector<int64_t>(std::max(C, 0), 0));
-  double loss = 0;
-  int64_t correct = 0;
-  std::vector<double> p;
-  const size_t per_rank = (seqs.size() + comm.size() - 1) / comm.size();
-  const dist::Slice part = dist::rank_slice(seqs.size(), per_rank, comm.rank());
-  for_each_logits(model, seqs, part.begin, part.begin + part.count, batch_size, [&](size_t i, const float* logits) {
-    softmax_row(logits, C, p);
-    const int pred = (int)(std::max_element(p.begin(), p.end()) - p.begin());  // first maximum
-    // Cross-entropy as log-sum-exp minus the true logit (exact even when p underflows).
-    double mx = logits[0];
-    for (int c = 1; c < C; ++c) mx = std::max(mx, (double)logits[c]);
-    double z = 0;
-    for (int c = 0; c < C; ++c) z += std::exp((double)logits[c] - mx);
-    loss += mx + std::log(z) - (double)logits[labels[i]];
-    correct += pred == labels[i];
-    ++e.confusion[labels[i]][pred];
-  });
-  if (comm.size() > 1) {  // sum the counts (exact in double up to 2^53) and the losses over the ranks
-    std::vector<double> sums{loss, (double)correct};
-    for (const auto& row : e.confusion) sums.insert(sums.end(), row.begin(), row.end());
-    comm.allreduce_sum(sums.data(), sums.size());
-    loss = sums[0];
-    correct = (int64_t)sums[1];
-    for (int a = 0; a < C; ++a)
-      for (int b = 0; b < C; ++b) e.confusion[a][b] = (int64_t)sums[2 + (size_t)a * C + b];
-  }
-  const double nan = std::nan("");
-  e.accuracy = e.examples ? (double)correct / (double)e.examples : nan;
-  e.loss = e.examples ? loss / (double)e.examples : nan;
-  e.per_class.resize(std::max(C, 0));
-  double f1_sum = 0;
-  for (int c = 0; c < C; ++c) {
-    ClassMetrics& m = e.per_class[c];
-    for (int o = 0; o < C; ++o) {
-      m.support += e.confusion[c][o];
-      m.predicted += e.confusion[o][c];
-    }
-    const double tp = (double)e.confusion[c][c];
-    m.precision = m.predicted ? tp / (double)m.predicted : 0.0;
-    m.recall = m.support ? tp / (double)m.support : 0.0;
-    m.f1 = m.precision + m.recall > 0 ? 2 * m.precision * m.recall / (m.precision + m.recall) : 0.0;
-    f1_sum += m.f1;
-  }
-  e.macro_f1 = C > 0 ? f1_sum / C : nan;
-  return e;
-}
-
-}  // namespace
-
-ClassifierEval evaluate_classifier(Model& model, const std::vector<std::vector<int32_t>>& seqs,
-                                   const std::vector<int32_t>& labels, int batch_size) {
-  const dist::Communicator single_process;
-  return evaluate_classifier_on(single_process, model, seqs, labels, batch_size);
-}
-
-std::vector<std::vector<double>> classify(Model& model, const std::vector<std::vector<int32_t>>& seqs, int batch_size) {
-  const int C = model.config().num_labels;
-  std::vector<std::vector<double>> out(seqs.size());
-  for_each_logits(model, seqs, 0, seqs.size(), batch_size,
-                  [&](size_t i, const float* logits) { softmax_row(logits, C, out[i]); });
-  return out;
-}
-
-json to_json(const ClassifierEval& e, const std::vector<std::string>& labels) {
-  auto num = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
-  json per = json::array();
-  for (size_t c = 0; c < e.per_class.size(); ++c) {
-    const ClassMetrics& m = e.per_class[c];
-    per.push_back({{"label", c < labels.size() ? labels[c] : std::to_string(c)},
-                   {"precision", m.precision},
-                   {"recall", m.recall},
-                   {"f1", m.f1},
-                   {"support", m.support},
-                   {"predicted", m.predicted}});
-  }
-  return json{{"examples", e.examples}, {"accuracy", num(e.accuracy)}, {"loss", num(e.loss)},
-              {"macro_f1", num(e.macro_f1)}, {"labels", labels}, {"per_class", per}, {"confusion", e.confusion}};
-}
-
-// ---------------------------------------------------------------- the run
-
-namespace {
-
-// What the loop needs between steps; saved in each checkpoint's state.json.
-struct FtState {
-  int64_t step = 0;
-  uint64_t epoch = 0;   // epochs of the training split completed
-  uint64_t cursor = 0;  // examples of this epoch's order already used (< number of training examples)
-  uint64_t dropout_counter = 0;
-};
-
-json state_json(const FtState& st) {
-  return json{{"step", st.step}, {"epoch", st.epoch}, {"cursor", st.cursor}, {"dropout_counter", st.dropout_counter}};
-}
-
-// The order of the training examples in an epoch: a Fisher-Yates shuffle driven by a splitmix64
-// generator keyed by (seed, epoch), so any epoch's order is recomputed without replaying the run,
-// identically on every platform.
-using core::splitmix64;
-
-std::vector<uint32_t> epoch_order(size_t n, uint64_t seed, uint64_t epoch) {
-  std::vector<uint32_t> order(n);
-  std::iota(order.begin(), order.end(), 0u);
-  core::Rng rng(splitmix64(seed ^ splitmix64(0xF17E ^ splitmix64(epoch))));
-  core::shuffle(order, rng);
-  return order;
-}
-
-}  // namespace
-
-std::vector<uint32_t> group_by_length(const std::vector<uint32_t>& order, const std::vector<size_t>& lengths,
-                                      size_t batch, uint64_t seed, uint64_t epoch) {
-  if (batch == 0) throw ConfigError("group_by_length: the batch size must be at least 1");
-  std::vector<uint32_t> out;
-  out.reserve(order.size());
-  const size_t pool = batch * kLengthGroupBatches;
-  core::Rng rng(splitmix64(seed ^ splitmix64(0x6B0C ^ splitmix64(epoch))));
-  for (size_t begin = 0; begin < order.size(); begin += pool) {
-    const size_t end = std::min(order.size(), begin + pool);
-    std::vector<uint32_t> chunk(order.begin() + (std::ptrdiff_t)begin, order.begin() + (std::ptrdiff_t)end);
-    // Longest first; ties keep the shuffled order, so the result depends only on (order, lengths).
-    std::stable_sort(chunk.begin(), chunk.end(), [&](uint32_t a, uint32_t b) { return lengths[a] > lengths[b]; });
-    // Shuffle the whole batches of the chunk (a short last batch of the epoch stays last), so the
-    // batches do not run from long to short.
-    const size_t full = chunk.size() / batch;
-    std::vector<size_t> batches(full);
-    std::iota(batches.begin(), batches.end(), size_t{0});
-    core::shuffle(batches, rng);
-    for (size_t b : batches)
-      out.insert(out.end(), chunk.begin() + (std::ptrdiff_t)(b * batch),
-                 chunk.begin() + (std::ptrdiff_t)((b + 1) * batch));
-    out.insert(out.end(), chunk.begin() + (std::ptrdiff_t)(full * batch), chunk.end());
-  }
-  return out;
-}
-
 namespace {
 
 // The task, tokenized for the model.
@@ -276,13 +86,6 @@ struct TaskInputs {
   std::vector<std::vector<int32_t>> train, valid;
   std::vector<int32_t> train_labels, valid_labels;
 };
-
-std::vector<int32_t> labels_of(const TaskSplit& s) {
-  std::vector<int32_t> out;
-  out.reserve(s.examples.size());
-  for (const TaskExample& e : s.examples) out.push_back(e.label);
-  return out;
-}
 
 // The tokenizer model file of a run: --tokenizer, else the pretrained run folder's (or, for a
 // checkpoint folder, its run folder's) tokenizer.model, else the task folder's tok.model.
@@ -324,180 +127,78 @@ TaskInputs prepare_inputs(const ModelConfig& cfg, TaskData task, const Tokenizer
   return in;
 }
 
-}  // namespace
+// Fine-tuning as a task of the training loop (loop.hpp): the training examples in batches of
+// batch_size x ranks (ClsBatcher; this rank's slice), the classification loss (class weights
+// optional), accuracy, loss and macro-F1 on the valid split.
+class ClsTask final : public TrainTask {
+ public:
+  ClsTask(const ModelConfig& cfg, const FinetuneOptions& o, const fs::path& dir, const TaskInputs& in)
+      : o_(o), dir_(dir), in_(in), batcher_(in.train, in.train_labels, [&] {
+          ClsOptions co;
+          co.batch_size = o.batch_size;
+          co.seed = o.seed;
+          co.group_by_length = o.group_by_length;
+          if (o.class_weights == "balanced") co.class_weights = balanced_class_weights(in.train_labels, cfg.num_labels);
+          co.shards = dist::world().size();
+          co.shard = dist::world().rank();
+          return co;
+        }()) {}
 
-std::vector<float> balanced_class_weights(const std::vector<int32_t>& labels, int num_classes) {
-  std::vector<size_t> count((size_t)std::max(num_classes, 0), 0);
-  for (int32_t l : labels)
-    if (l >= 0 && l < num_classes) ++count[(size_t)l];
-  std::vector<float> w(count.size(), 0.0f);
-  for (size_t c = 0; c < count.size(); ++c)
-    if (count[c] > 0) w[c] = (float)((double)labels.size() / ((double)num_classes * (double)count[c]));
-  return w;
-}
+  uint64_t dropout_salt() const override { return 0xf17ef17eULL; }
+  StateKeys state_keys() const override { return kFinetuneStateKeys; }
+  void seek(DataPosition p) override {
+    if (p.cursor >= in_.train.size())
+      throw IoError(fmt::format("{}: the checkpoint's data position {} is past the {} training examples of {} (did "
+                                "train.tsv change?)",
+                                dir_.string(), p.cursor, in_.train.size(), o_.task));
+    batcher_.set_state(p);
+  }
+  DataPosition position() const override { return batcher_.state(); }
+  std::vector<uint64_t> data_sizes() const override { return {in_.train.size(), in_.valid.size()}; }
+  const char* data_sizes_name() const override { return "examples"; }
+  void next(MicroBatch& mb) override { batcher_.next(mb.batch, mb.labels, mb.weights); }
+  float loss(Model& model, const MicroBatch& mb, int normaliser) override {
+    return model.forward_cls(mb.batch, mb.labels, normaliser, mb.weights);
+  }
+  // Fine-tuning has always reported the step's loss rounded to float (metrics.jsonl keeps it so).
+  double reported_loss(double mean) const override { return (float)mean; }
+  void describe_position(json& line) const override {
+    const DataPosition s = batcher_.state();
+    line["epoch"] = (double)s.epoch + (double)s.cursor / (double)in_.train.size();
+  }
+  bool has_validation() const override { return !in_.valid.empty(); }
+  Evaluation evaluate(Model& model) override {
+    const ClassifierEval e =
+        evaluate_classifier_on(dist::world(), model, in_.valid, in_.valid_labels, o_.eval_batch_size);
+    return {json{{"valid_loss", e.loss}, {"valid_accuracy", e.accuracy}, {"valid_macro_f1", e.macro_f1}},
+            fmt::format("validation accuracy {:.2f}%, loss {:.4f}, macro-F1 {:.4f}", 100 * e.accuracy, e.loss,
+                        e.macro_f1),
+            e.loss, e.accuracy};
+  }
 
-namespace {
+ private:
+  const FinetuneOptions& o_;
+  const fs::path dir_;
+  const TaskInputs& in_;
+  ClsBatcher batcher_;
+};
 
-FinetuneSummary ft_loop(Model& model, const FinetuneOptions& o, const fs::path& dir, const TaskInputs& in, FtState st,
-                        AdamW& opt) {
-  // Data parallelism as in pretraining (trainer.cpp, docs/distributed.md): each rank takes its
-  // slice of every batch, gradients and the step's scalars are summed, only rank 0 writes.
-  const dist::Communicator& comm = dist::world();
-  const bool root = comm.is_root();
-  const size_t N = in.train.size();
-  if (st.cursor >= N)
-    throw IoError(fmt::format("{}: the checkpoint's data position {} is past the {} training examples of {} (did "
-                              "train.tsv change?)",
-                              dir.string(), st.cursor, N, o.task));
-  const uint64_t dropout_seed = dist::rank_seed(o.seed ^ 0xf17ef17eULL, comm.rank());
-  model.set_dropout_seed(dropout_seed, st.dropout_counter);
-  dist::check_same_on_all_ranks(comm, dist::checksum(model.params().all_data()),
-                                fmt::format("the weights at step {}", st.step));
-  dist::check_same_on_all_ranks(comm, dist::checksum({(uint64_t)st.step, st.epoch, st.cursor, N, in.valid.size()}),
-                                "the step, data position or number of examples");
-  const Schedule sched = o.schedule();
-  const fs::path metrics = dir / "metrics.jsonl";
-  if (root) truncate_metrics(metrics, st.step);
-  auto log = [&](const json& line) {
-    if (root) append_metrics(metrics, line);
-  };
-  const bool has_valid = !in.valid.empty();
-  auto eval = [&]() { return evaluate_classifier_on(comm, model, in.valid, in.valid_labels, o.eval_batch_size); };
-  auto eval_line = [](int64_t step, const ClassifierEval& e) {
-    return json{{"step", step}, {"valid_loss", e.loss}, {"valid_accuracy", e.accuracy}, {"valid_macro_f1", e.macro_f1}};
-  };
-
-  StopSignalGuard signals;  // from here on, SIGINT/SIGTERM stop cleanly after the current step
+FinetuneSummary run_finetuning(Model& model, AdamW& opt, const FinetuneOptions& o, const fs::path& dir,
+                               const TaskInputs& in, LoopState st) {
+  ClsTask task(model.config(), o, dir, in);
+  const LoopResult r = run_training(model, opt, o, task, dir, st);
   FinetuneSummary sum;
   const double nan = std::nan("");
-  sum.initial_valid_accuracy = sum.final_valid_accuracy = sum.final_valid_loss = nan;
-  if (st.step == 0 && has_valid) {
-    const ClassifierEval e = eval();
-    log(eval_line(0, e));
-    sum.initial_valid_accuracy = e.accuracy;
-  }
-  Progress progress(o.steps, st.step, root);
-  // The examples of an epoch in batch order: shuffled, then (--group-by-length) grouped so that
-  // each batch holds examples of similar length and pads less.
-  const size_t global_batch = (size_t)o.batch_size * comm.size();
-  std::vector<size_t> train_lengths;
-  for (const std::vector<int32_t>& seq : in.train) train_lengths.push_back(seq.size());
-  auto order_of_epoch = [&](uint64_t epoch) {
-    std::vector<uint32_t> order = epoch_order(N, o.seed, epoch);
-    return o.group_by_length ? group_by_length(order, train_lengths, global_batch, o.seed, epoch) : order;
-  };
-  std::vector<uint32_t> order = order_of_epoch(st.epoch);
-  const std::vector<float> class_weight =
-      o.class_weights == "balanced" ? balanced_class_weights(in.train_labels, model.config().num_labels)
-                                    : std::vector<float>{};
-  std::vector<std::vector<int32_t>> seqs;
-  std::vector<int32_t> labels;
-  std::vector<float> weights;
-  double tokens = 0, comm_s = 0;
-  const auto t0 = std::chrono::steady_clock::now();
-  bool evaluated_last = false, saved_at_end = false;
-  auto save = [&] {
-    dist::check_same_on_all_ranks(comm, dist::checksum(model.params().all_data()),
-                                  fmt::format("the weights after step {}", st.step));
-    // Never let `latest` name a checkpoint with non-finite weights.
-    if (!all_finite(model.params().all_data()))
-      stop_training(dir, fmt::format("the weights are not finite after step {}", st.step));
-    if (root) save_checkpoint(dir, st.step, model, opt, state_json(st), o.keep_checkpoints);
-  };
-  while (st.step < o.steps) {
-    model.train();
-    model.zero_grad();
-    // The batch of the run (all ranks) may be short at the end of an epoch; this rank's slice of it.
-    const size_t global = std::min<size_t>(global_batch, N - st.cursor);
-    const dist::Slice part = dist::rank_slice(global, (size_t)o.batch_size, comm.rank());
-    seqs.clear();
-    labels.clear();
-    weights.clear();
-    for (size_t i = 0; i < part.count; ++i) {
-      const uint32_t ex = order[st.cursor + part.begin + i];
-      seqs.push_back(in.train[ex]);
-      labels.push_back(in.train_labels[ex]);
-      if (!class_weight.empty()) weights.push_back(class_weight[in.train_labels[ex]]);
-    }
-    // The step's scalars, summed over the ranks: loss, real tokens, stop requests.
-    double step_sums[3] = {0, 0, stop_requested() ? 1.0 : 0.0};
-    if (part.count > 0) {
-      const Batch batch = Batch::from_sequences(seqs);
-      // The loss is the mean over the whole batch: each rank divides its sum by `global`.
-      step_sums[0] = model.forward_cls(batch, labels, (int)global, weights);
-      model.backward();
-      for (uint8_t m : batch.mask) step_sums[1] += m;
-    } else {  // keep the dropout stream in step with the other ranks
-      model.set_dropout_seed(dropout_seed, model.dropout_counter() + 1);
-    }
-    const double c0 = comm.comm_seconds();
-    dist::allreduce_gradients(comm, model.params());
-    comm.allreduce_sum(step_sums, 3);
-    comm_s += comm.comm_seconds() - c0;
-    const float loss = (float)step_sums[0];
-    tokens += step_sums[1];
-    if (!std::isfinite(loss)) {
-      progress.finish();
-      stop_training(dir, fmt::format("loss is {} at step {}", for_message(loss), st.step + 1));
-    }
-    const float gnorm = clip_grad_norm(model.params(), o.clip);
-    if (!std::isfinite(gnorm)) {
-      progress.finish();
-      stop_training(dir, fmt::format("loss is {} but the gradient norm is {} at step {}", for_message(loss),
-                                     for_message(gnorm), st.step + 1));
-    }
-    const float lr = sched.lr(st.step);
-    opt.step(lr);
-    ++st.step;
-    st.cursor += global;
-    if (st.cursor == N) {
-      st.cursor = 0;
-      ++st.epoch;
-      order = order_of_epoch(st.epoch);
-    }
-    st.dropout_counter = model.dropout_counter();
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const double tps = tokens / std::max(secs, 1e-9);
-    progress.update(st.step, loss, lr, tps);
-    if (st.step % o.log_every == 0 || st.step == o.steps) {
-      json line{{"step", st.step}, {"train_loss", loss}, {"lr", lr}, {"grad_norm", gnorm},
-                {"epoch", (double)st.epoch + (double)st.cursor / (double)N},
-                {"tokens_per_s", tps}, {"elapsed_s", secs}};
-      if (comm.size() > 1) {
-        line["ranks"] = comm.size();
-        line["comm_s"] = comm_s;  // seconds in the step's reductions since the start, waiting included
-      }
-      log(line);
-    }
-    evaluated_last = false;
-    if (has_valid && (st.step % o.eval_every == 0 || st.step == o.steps)) {
-      const ClassifierEval e = eval();
-      log(eval_line(st.step, e));
-      sum.final_valid_accuracy = e.accuracy;
-      sum.final_valid_loss = e.loss;
-      evaluated_last = true;
-      progress.message(fmt::format("step {}: validation accuracy {:.2f}%, loss {:.4f}, macro-F1 {:.4f}", st.step,
-                                   100 * e.accuracy, e.loss, e.macro_f1));
-    }
-    const bool stop = step_sums[2] > 0;  // a signal reached one of the ranks
-    if (st.step % o.save_every == 0 || st.step == o.steps || stop) {
-      save();
-      saved_at_end = st.step == o.steps || stop;
-    }
-    if (stop) {
-      sum.interrupted = true;
-      progress.message(fmt::format("interrupted: checkpoint saved at step {}; continue with --resume {}", st.step,
-                                   dir.string()));
-      break;
-    }
-  }
-  progress.finish();
-  if (!saved_at_end && st.step == o.steps) save();
-  if (!evaluated_last) sum.final_valid_accuracy = sum.final_valid_loss = nan;  // interrupted between evaluations
-  sum.steps_done = st.step;
-  sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  sum.tokens_per_second = tokens / std::max(sum.seconds, 1e-9);
-  sum.checkpoint = (dir / fmt::format("ckpt-{:08d}", st.step)).string();
+  sum.steps_done = r.steps_done;
+  sum.initial_valid_accuracy = r.initial ? r.initial->accuracy : nan;
+  // NaN when an interrupted run stopped between evaluations.
+  const bool final_eval = r.last && r.evaluated_last_step;
+  sum.final_valid_accuracy = final_eval ? r.last->accuracy : nan;
+  sum.final_valid_loss = final_eval ? r.last->loss : nan;
+  sum.seconds = r.seconds;
+  sum.tokens_per_second = r.tokens_per_second;
+  sum.checkpoint = r.checkpoint;
+  sum.interrupted = r.interrupted;
   return sum;
 }
 
@@ -507,14 +208,6 @@ std::string pretrained_file(const std::string& path) {
   if (!fs::is_directory(path)) return path;
   if (fs::exists(fs::path(path) / "model.safetensors")) return (fs::path(path) / "model.safetensors").string();
   return (fs::path(latest_checkpoint(path)) / "model.safetensors").string();
-}
-
-ModelConfig read_run_config(const fs::path& dir) {
-  try {
-    return ModelConfig::from_json(core::read_json(dir / "config.json"));
-  } catch (const ConfigError& e) {
-    throw IoError(fmt::format("{}: {}", (dir / "config.json").string(), e.what()));
-  }
 }
 
 }  // namespace
@@ -573,19 +266,14 @@ FinetuneSummary finetune(const FinetuneOptions& opt, const std::string& out_dir)
     fs::remove(dir / "metrics.jsonl");
   }
   AdamW adam(model.params(), o.adamw());
-  return ft_loop(model, o, dir, in, FtState{}, adam);
+  return run_finetuning(model, adam, o, dir, in, LoopState{});
 }
 
 FinetuneSummary resume_finetuning(const std::string& out_dir, int64_t steps) {
   const fs::path dir(out_dir);
   const std::string ckpt = latest_checkpoint(out_dir);
-  const ModelConfig cfg = read_run_config(dir);
-  FinetuneOptions o;
-  try {
-    o = FinetuneOptions::from_json(core::read_json(dir / "finetune.json"));
-  } catch (const ConfigError& e) {
-    throw IoError(fmt::format("{}: {}", (dir / "finetune.json").string(), e.what()));
-  }
+  const auto cfg = read_run_json<ModelConfig>(dir / "config.json");
+  auto o = read_run_json<FinetuneOptions>(dir / "finetune.json");
   if (steps < 0) throw ConfigError(fmt::format("finetune options: steps = {} must be at least 1", steps));
   TaskData task = load_task(o.task);
   const TaskInfo run_info = read_task_info(out_dir);
@@ -598,82 +286,10 @@ FinetuneSummary resume_finetuning(const std::string& out_dir, int64_t steps) {
   const TaskInputs in = prepare_inputs(cfg, std::move(task), tok.get(), o.truncate);
   Model model(cfg);
   AdamW adam(model.params(), o.adamw());
-  const json s = load_checkpoint(ckpt, model, adam);
-  FtState st;
-  st.step = state_field<int64_t>(s, "step", ckpt);
-  st.epoch = state_field<uint64_t>(s, "epoch", ckpt);
-  st.cursor = state_field<uint64_t>(s, "cursor", ckpt);
-  st.dropout_counter = state_field<uint64_t>(s, "dropout_counter", ckpt);
-  const int64_t total = steps > 0 ? steps : o.steps;
-  if (st.step >= total)
-    throw ConfigError(fmt::format("{}: the run already reached step {} of {}; pass a larger --steps to continue",
-                                  out_dir, st.step, total));
-  if (total != o.steps) {
-    o.steps = total;
-    if (dist::world().is_root()) core::write_file_atomic(dir / "finetune.json", o.to_json().dump(2) + "\n");
-  }
-  return ft_loop(model, o, dir, in, st, adam);
-}
-
-// ---------------------------------------------------------------- using a fine-tuned model
-
-Classifier::Classifier(const std::string& path) {
-  fs::path run = path;
-  if (!fs::is_directory(run))
-    throw IoError(fmt::format("{}: not a fine-tuning run folder (a folder with task.json, config.json and checkpoints)",
-                              path));
-  if (!fs::exists(run / "latest") && fs::exists(run / "model.safetensors") && fs::exists(run.parent_path() / "latest"))
-    run = run.parent_path();  // a checkpoint folder inside a run folder
-  if (!fs::exists(run / "latest") || !fs::exists(run / "task.json"))
-    throw IoError(fmt::format("{}: not a fine-tuning run folder (no {}; `linformer finetune --out DIR` makes one)",
-                              path, fs::exists(run / "latest") ? "task.json" : "checkpoint 'latest'"));
-  info_ = read_task_info(run.string());
-  model_ = load_trained_model(path);
-  if (model_->config().num_labels != (int)info_.labels.size())
-    throw IoError(fmt::format("{}: the model has {} classes but {}/task.json names {}", path,
-                              model_->config().num_labels, run.string(), info_.labels.size()));
-  if (info_.tokenizer == TaskTokenizer::SentencePiece) {
-    const fs::path tp = run / "tokenizer.model";
-    if (!fs::exists(tp)) throw IoError(fmt::format("{}: missing (the task uses a SentencePiece tokenizer)", tp.string()));
-    tok_ = std::make_unique<Tokenizer>(tp.string());
-  }
-  if (fs::exists(run / "finetune.json")) {
-    const json j = core::read_json(run / "finetune.json");
-    try {
-      truncates_ = j.value("truncate", false);
-      task_dir_ = j.value("task", std::string());
-    } catch (const json::exception&) {
-      throw IoError(fmt::format("{}: field 'truncate' or 'task' has the wrong type", (run / "finetune.json").string()));
-    }
-  }
-}
-
-Classifier::~Classifier() = default;
-
-std::vector<int32_t> Classifier::tokenize(const std::string& text, bool truncate) const {
-  std::vector<int32_t> ids = tokenize_example(info_, text, tok_.get());
-  const int max_len = model_->config().max_len;
-  if ((int64_t)ids.size() > max_len) {
-    if (!truncate)
-      throw InputError(fmt::format("sequence too long: {} tokens (with <s> and </s>) exceed max_len {} (--truncate "
-                                   "cuts it)",
-                                   ids.size(), max_len));
-    ids.resize((size_t)max_len);
-    ids.back() = kEosId;
-  }
-  return ids;
-}
-
-ClassifierEval Classifier::evaluate(const std::string& task_dir, const std::string& split, bool truncate,
-                                    int batch_size) {
-  TaskData task = load_task(task_dir);
-  if (task.info.labels != info_.labels || task.info.tokenizer != info_.tokenizer)
-    throw ConfigError(fmt::format("{}/task.json: its classes or tokenizer differ from those the model was fine-tuned "
-                                  "on",
-                                  task_dir));
-  const TaskSplit& s = task.split(split);
-  const auto seqs = tokenize_split(task.info, s, tok_.get(), model_->config().max_len, truncate);
-  return evaluate_classifier(*model_, seqs, labels_of(s), batch_size);
+  const LoopState st = load_loop_state(ckpt, model, adam, kFinetuneStateKeys);
+  if (set_resumed_total(out_dir, st.step, steps, o.steps) && dist::world().is_root())
+    core::write_file_atomic(dir / "finetune.json", o.to_json().dump(2) + "\n");
+  return run_finetuning(model, adam, o, dir, in, st);
 }
 
 }  // namespace linformer

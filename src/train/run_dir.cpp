@@ -72,6 +72,16 @@ void validate_run_settings(const RunSettings& s, const char* what) {
   if (s.keep_checkpoints < 1) bad("keep_checkpoints", s.keep_checkpoints, "must be at least 1");
 }
 
+bool set_resumed_total(const std::string& out_dir, int64_t reached, int64_t steps, int64_t& total) {
+  const int64_t new_total = steps > 0 ? steps : total;
+  if (reached >= new_total)
+    throw ConfigError(fmt::format("{}: the run already reached step {} of {}; pass a larger --steps to continue",
+                                  out_dir, reached, new_total));
+  const bool changed = new_total != total;
+  total = new_total;
+  return changed;
+}
+
 namespace {
 
 NamedTensor f32_tensor(std::string name, const std::vector<float>& v) {

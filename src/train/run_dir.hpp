@@ -1,6 +1,7 @@
-// The machinery of a training run folder, shared by the pretraining loop (trainer.cpp) and the
-// fine-tuning loop (finetune.cpp): checkpoints of model + AdamW + loop state
-// with the `latest` pointer, metrics.jsonl, the SIGINT/SIGTERM guard and the NaN stop.
+// The machinery of a training run folder, used by the training loop (loop.cpp) and the setup of
+// pretraining (trainer.cpp) and fine-tuning (finetune.cpp): checkpoints of model + AdamW + loop
+// state with the `latest` pointer, the run's JSON files, metrics.jsonl, the SIGINT/SIGTERM guard
+// and the NaN stop.
 //
 // A checkpoint folder DIR/ckpt-SSSSSSSS/ holds model.safetensors, optimizer.safetensors (AdamW
 // moments `adamw.m`, `adamw.v`, metadata `adamw.steps`) and state.json (whatever the loop needs
@@ -43,6 +44,22 @@ T state_field(const nlohmann::json& state, const char* key, const std::filesyste
     throw IoError(fmt::format("{}: field '{}' is missing or has the wrong type", (ckpt / "state.json").string(), key));
   }
 }
+
+// A run folder's JSON file read as T (ModelConfig, TrainOptions, FinetuneOptions: T::from_json);
+// a ConfigError in it becomes an IoError naming the file.
+template <class T>
+T read_run_json(const std::filesystem::path& file) {
+  try {
+    return T::from_json(core::read_json(file));
+  } catch (const ConfigError& e) {
+    throw IoError(fmt::format("{}: {}", file.string(), e.what()));
+  }
+}
+
+// The step total of a run resumed at step `reached`: `steps` when > 0, else `total` as planned.
+// ConfigError when the run already reached it; otherwise sets `total` and returns whether it
+// changed (the caller then rewrites the options file).
+bool set_resumed_total(const std::string& out_dir, int64_t reached, int64_t steps, int64_t& total);
 
 // The options files of a run (train.json, finetune.json) hold RunSettings' keys beside those of
 // the run's kind; `what` names the options in errors ("train options").
