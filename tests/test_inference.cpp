@@ -494,7 +494,8 @@ TEST(Inference, TruncationIsExplicit) {
   expect_throw<InputError>([&] { im.classify(texts); }, {"classify: input 1", "22 tokens", "max_len 16"});
   expect_throw<InputError>([&] { im.embed(texts); }, {"embed: input 1", "22 tokens"});
   const auto cls = im.classify(texts, {.truncate = true});
-  EXPECT_EQ(cls[1].probs, im.classify_ids({cut})[0].probs);
+  // Against the same batch of ids (same shape: a batch of one can round differently in BLAS).
+  EXPECT_EQ(cls[1].probs, im.classify_ids({im.encode("1 2"), cut})[1].probs);
   EXPECT_EQ(im.embed(texts, {.truncate = true}).rows, 2);
 
   // Id sequences: the encoded text cut as encode cuts it; raw ids to their first max_len.
