@@ -15,45 +15,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include "test_util.hpp"
+
 namespace pretrain_test {
 
 namespace fs = std::filesystem;
 
-// A fresh temporary folder per test, removed afterwards.
-class TempDir {
- public:
-  explicit TempDir(const std::string& prefix) {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::string name = std::string(info->test_suite_name()) + "_" + info->name();
-    for (char& c : name)
-      if (c == '/') c = '_';
-    path_ = fs::temp_directory_path() / (prefix + std::to_string(::getpid()) + "_" + name);
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-inline void write_file(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  out << text;
-  ASSERT_TRUE(out.good()) << path;
-}
-
-inline std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using test_util::read_bytes;
+using test_util::TempDir;
+using test_util::write_file;
 
 // Sentences "subject verb object ." from a tiny grammar (6 x 6 x 6 choices), an empty line
 // between documents of 5 sentences. A unigram tokenizer of 40 pieces fits it.

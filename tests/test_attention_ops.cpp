@@ -335,9 +335,10 @@ void check_lse(Worst& worst, const Vf& lse, const Vd& lse_d, const std::string& 
   if (!a.empty()) worst.add(rel_err(a, b, kTerm), where);
 }
 
-TEST(FlashAttention, ForwardMatchesReference) {
-  Worst wctx("flash_attention_forward ctx", kSumTol), wlse("flash_attention_forward lse", kSumTol);
-  Rng rng(6);
+// Every case of the flash tests (sizes, batch, heads, head dims, masks, dropout), run forward by
+// the fast and the reference kernel and handed to check(run, mask kind).
+template <class Check>
+void for_each_flash_case(Rng& rng, Check check) {
   for (int n : kFlashSizes)
     for (int B : {1, 2})
       for (int h : {1, 3})
@@ -347,38 +348,38 @@ TEST(FlashAttention, ForwardMatchesReference) {
               if (skip_large(n, B, h, dh)) continue;
               FlashRun r(rng, B, n, h, dh, mk, p);
               r.forward();
-              wctx.add(rel_err(r.ctx, r.ctx_d, kTerm), r.where(mk));
-              check_lse(wlse, r.lse, r.lse_d, r.where(mk));
+              check(r, mk);
             }
+}
+
+TEST(FlashAttention, ForwardMatchesReference) {
+  Worst wctx("flash_attention_forward ctx", kSumTol), wlse("flash_attention_forward lse", kSumTol);
+  Rng rng(6);
+  for_each_flash_case(rng, [&](FlashRun& r, int mk) {
+    wctx.add(rel_err(r.ctx, r.ctx_d, kTerm), r.where(mk));
+    check_lse(wlse, r.lse, r.lse_d, r.where(mk));
+  });
 }
 
 TEST(FlashAttention, BackwardMatchesReference) {
   Worst wq("flash_attention_backward dq", kSumTol), wk("flash_attention_backward dk", kSumTol),
       wv("flash_attention_backward dv", kSumTol);
   Rng rng(7);
-  for (int n : kFlashSizes)
-    for (int B : {1, 2})
-      for (int h : {1, 3})
-        for (int dh : {1, 7, 16})
-          for (int mk = 0; mk < 4; ++mk)
-            for (float p : {0.0f, 0.25f}) {
-              if (skip_large(n, B, h, dh)) continue;
-              FlashRun r(rng, B, n, h, dh, mk, p);
-              r.forward();
-              const size_t T = (size_t)B * n * r.d();
-              const Vf dctx = rng.vec(T);
-              Vf dq(T, kNaN), dk(T, kNaN), dv(T, kNaN);
-              fast::flash_attention_backward(dq.data(), dk.data(), dv.data(), dctx.data(), r.ctx.data(), r.lse.data(),
-                                             r.q.data(), r.k.data(), r.v.data(), r.mask.data(), B, n, h, dh, p, r.seed);
-              Vd dqd(T), dkd(T), dvd(T);
-              const Vd dctxd = to_d(dctx), qd = to_d(r.q), kd = to_d(r.k), vd = to_d(r.v);
-              ref::flash_attention_backward(dqd.data(), dkd.data(), dvd.data(), dctxd.data(), r.ctx_d.data(),
-                                            r.lse_d.data(), qd.data(), kd.data(), vd.data(), r.mask.data(), B, n, h,
-                                            dh, p, r.seed);
-              wq.add(rel_err(dq, dqd, kTerm), r.where(mk));
-              wk.add(rel_err(dk, dkd, kTerm), r.where(mk));
-              wv.add(rel_err(dv, dvd, kTerm), r.where(mk));
-            }
+  for_each_flash_case(rng, [&](FlashRun& r, int mk) {
+    const size_t T = (size_t)r.B * r.n * r.d();
+    const Vf dctx = rng.vec(T);
+    Vf dq(T, kNaN), dk(T, kNaN), dv(T, kNaN);
+    fast::flash_attention_backward(dq.data(), dk.data(), dv.data(), dctx.data(), r.ctx.data(), r.lse.data(),
+                                   r.q.data(), r.k.data(), r.v.data(), r.mask.data(), r.B, r.n, r.h, r.dh, r.p, r.seed);
+    Vd dqd(T), dkd(T), dvd(T);
+    const Vd dctxd = to_d(dctx), qd = to_d(r.q), kd = to_d(r.k), vd = to_d(r.v);
+    ref::flash_attention_backward(dqd.data(), dkd.data(), dvd.data(), dctxd.data(), r.ctx_d.data(),
+                                  r.lse_d.data(), qd.data(), kd.data(), vd.data(), r.mask.data(), r.B, r.n, r.h,
+                                  r.dh, r.p, r.seed);
+    wq.add(rel_err(dq, dqd, kTerm), r.where(mk));
+    wk.add(rel_err(dk, dkd, kTerm), r.where(mk));
+    wv.add(rel_err(dv, dvd, kTerm), r.where(mk));
+  });
 }
 
 TEST(FlashAttention, ReferenceGradientMatchesFiniteDifferences) {

@@ -14,9 +14,11 @@
 #include "core/process.hpp"
 #include "core/rng.hpp"
 #include "linformer/error.hpp"
+#include "test_util.hpp"
 
 namespace fs = std::filesystem;
 using namespace linformer;
+using test_util::expect_throw;
 
 namespace {
 
@@ -39,16 +41,6 @@ class Core : public ::testing::Test {
   fs::path dir_;
 };
 
-template <class E, class F>
-std::string expect_throw(F f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no exception";
-  return "";
-}
 
 TEST_F(Core, AtomicFileReplacesOnlyOnCommit) {
   const fs::path p = dir_ / "a.txt";

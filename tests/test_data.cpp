@@ -24,29 +24,15 @@
 #include "linformer/data.hpp"
 #include "linformer/error.hpp"
 #include "linformer/tokenizer.hpp"
+#include "test_util.hpp"
 
 namespace fs = std::filesystem;
 using namespace linformer;
+using test_util::expect_throw;
+using test_util::TempDir;
 
 namespace {
 
-// A fresh temporary folder per test, removed afterwards.
-class TempDir {
- public:
-  TempDir() {
-    path_ = fs::temp_directory_path() /
-            ("linformer_test_data_" + std::to_string(::getpid()) + "_" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 void write_file(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary);
@@ -119,19 +105,6 @@ const std::string& shared_model() {
   return path;
 }
 
-template <class E, class F>
-std::string expect_throw(F f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type: " << e.what();
-    return e.what();
-  }
-  ADD_FAILURE() << "no exception";
-  return "";
-}
 
 // Writes a token file directly: sentences given by their lengths, tokens given.
 void write_token_file(const std::string& path, const std::vector<int32_t>& tokens, const std::vector<uint64_t>& ends,

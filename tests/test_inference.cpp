@@ -33,35 +33,14 @@
 namespace fs = std::filesystem;
 using namespace linformer;
 using namespace pretrain_test;
+using test_util::ckpt_name;
+using test_util::expect_throw;
+using test_util::Threads;
 using namespace finetune_test;
 
 namespace {
 
-class Threads {
- public:
-  explicit Threads(int n) : old_(omp_get_max_threads()) { omp_set_num_threads(n); }
-  ~Threads() { omp_set_num_threads(old_); }
 
- private:
-  int old_;
-};
-
-template <class E, class F>
-std::string expect_throw(F f, const std::vector<std::string>& needles) {
-  std::string msg;
-  try {
-    f();
-    ADD_FAILURE() << "no exception";
-    return "";
-  } catch (const E& e) {
-    msg = e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type: " << e.what();
-    return e.what();
-  }
-  for (const std::string& n : needles) EXPECT_NE(msg.find(n), std::string::npos) << "'" << n << "' not in: " << msg;
-  return msg;
-}
 
 ModelConfig small_config(AttentionKind kind, int vocab = 50, int max_len = 32) {
   ModelConfig c;

@@ -30,6 +30,9 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 using namespace linformer;
 using namespace pretrain_test;
+using test_util::ckpt_name;
+using test_util::expect_throw;
+using test_util::Threads;
 
 namespace {
 
@@ -88,38 +91,8 @@ TrainOptions small_options() {
   return o;
 }
 
-std::string ckpt_name(int64_t step) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "ckpt-%08lld", (long long)step);
-  return buf;
-}
 
-// Sets the OpenMP thread count for one test and restores it afterwards.
-class Threads {
- public:
-  explicit Threads(int n) : old_(omp_get_max_threads()) { omp_set_num_threads(n); }
-  ~Threads() { omp_set_num_threads(old_); }
 
- private:
-  int old_;
-};
-
-template <class E, class F>
-std::string expect_throw(F f, const std::vector<std::string>& needles) {
-  std::string msg;
-  try {
-    f();
-    ADD_FAILURE() << "no exception";
-    return "";
-  } catch (const E& e) {
-    msg = e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type: " << e.what();
-    return e.what();
-  }
-  for (const std::string& n : needles) EXPECT_NE(msg.find(n), std::string::npos) << "'" << n << "' not in: " << msg;
-  return msg;
-}
 
 // Overwrites the first value of `tensor` in a model file with `value` (same layout, same metadata).
 void poke_weight(const std::string& path, const std::string& tensor, float value) {

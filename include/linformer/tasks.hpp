@@ -98,6 +98,10 @@ std::vector<int32_t> encode_pixels(std::string_view text);
 // One example as a model input: <s> ids </s>. `sp` is needed (and used) only for sentencepiece
 // tasks (ConfigError if null there).
 std::vector<int32_t> tokenize_example(const TaskInfo& info, std::string_view text, const Tokenizer* sp = nullptr);
+// An encoded example (<s> ids </s>) that fits max_len as it is; a longer one is an InputError
+// ("sequence too long: N tokens ... exceed max_len M"), or with `truncate` cut to <s>, its first
+// max_len - 2 ids and </s>.
+std::vector<int32_t> fit_to_max_len(std::vector<int32_t> ids, int max_len, bool truncate);
 // Every example of a split, in order. A sequence longer than max_len (with <s> and </s>) is an
 // InputError naming file:line unless `truncate` (then it keeps <s>, the first max_len - 2 ids and
 // </s>). Encoding errors (unknown ListOps token, bad pixel) also name file:line.

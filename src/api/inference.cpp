@@ -50,17 +50,7 @@ std::vector<int32_t> InferenceModel::Impl::encode(const std::string& text, bool 
   ids.push_back(kBosId);
   ids.insert(ids.end(), body.begin(), body.end());
   ids.push_back(kEosId);
-  const int max_len = cfg().max_len;
-  if ((int64_t)ids.size() > max_len) {
-    // The message `linformer predict` printed (Classifier::tokenize).
-    if (!truncate)
-      throw InputError(fmt::format("sequence too long: {} tokens (with <s> and </s>) exceed max_len {} (--truncate "
-                                   "cuts it)",
-                                   ids.size(), max_len));
-    ids.resize((size_t)max_len);
-    ids.back() = kEosId;
-  }
-  return ids;
+  return fit_to_max_len(std::move(ids), cfg().max_len, truncate);
 }
 
 std::vector<int32_t> InferenceModel::Impl::truncate(const std::vector<int32_t>& ids) const {

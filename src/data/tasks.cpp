@@ -328,26 +328,28 @@ std::vector<int32_t> tokenize_example(const TaskInfo& info, std::string_view tex
   return ids;
 }
 
+std::vector<int32_t> fit_to_max_len(std::vector<int32_t> ids, int max_len, bool truncate) {
+  if ((int64_t)ids.size() <= max_len) return ids;
+  if (!truncate)
+    throw InputError(fmt::format("sequence too long: {} tokens (with <s> and </s>) exceed max_len {} (--truncate "
+                                 "cuts it)",
+                                 ids.size(), max_len));
+  ids.resize((size_t)max_len);
+  ids.back() = kEosId;
+  return ids;
+}
+
 std::vector<std::vector<int32_t>> tokenize_split(const TaskInfo& info, const TaskSplit& split, const Tokenizer* sp,
                                                  int max_len, bool truncate) {
   if (max_len < 3) throw ConfigError(fmt::format("max_len {} must be at least 3 (<s> token </s>)", max_len));
   std::vector<std::vector<int32_t>> out;
   out.reserve(split.examples.size());
   for (const TaskExample& ex : split.examples) {
-    std::vector<int32_t> ids;
     try {
-      ids = tokenize_example(info, ex.text, sp);
+      out.push_back(fit_to_max_len(tokenize_example(info, ex.text, sp), max_len, truncate));
     } catch (const InputError& e) {
       throw InputError(fmt::format("{}:{}: {}", split.path, ex.line, e.what()));
     }
-    if ((int64_t)ids.size() > max_len) {
-      if (!truncate)
-        throw InputError(fmt::format("{}:{}: sequence too long: {} tokens (with <s> and </s>) exceed max_len {}",
-                                     split.path, ex.line, ids.size(), max_len));
-      ids.resize((size_t)max_len);
-      ids.back() = kEosId;
-    }
-    out.push_back(std::move(ids));
   }
   return out;
 }

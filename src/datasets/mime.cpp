@@ -56,12 +56,11 @@ Headers read_headers(const std::vector<std::string_view>& lines, size_t& i) {
   return h;
 }
 
-std::string collapse_ws(std::string_view s) {
+std::string collapse_ws(std::string_view s, std::string_view spaces) {
   std::string out;
   out.reserve(s.size());
   for (char c : s) {
-    const bool sp = c == ' ' || c == '\t' || c == '\n' || c == '\r';
-    if (sp) {
+    if (spaces.find(c) != std::string_view::npos) {
       if (!out.empty() && out.back() != ' ') out += ' ';
     } else {
       out += c;

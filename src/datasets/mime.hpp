@@ -65,8 +65,9 @@ struct Headers {
 std::vector<std::string_view> split_lines(std::string_view s);
 // Reads a header block starting at lines[i]; stops after the empty line that ends it.
 Headers read_headers(const std::vector<std::string_view>& lines, size_t& i);
-// Runs of whitespace as one space, trimmed.
-std::string collapse_ws(std::string_view s);
+// Runs of the characters in `spaces` (by default any whitespace, line ends included) as one
+// space, trimmed at both ends.
+std::string collapse_ws(std::string_view s, std::string_view spaces = " \t\n\r");
 // CRLF and CR line ends as LF.
 std::string normalise_newlines(std::string_view m);
 

@@ -53,17 +53,7 @@ std::string subject_key(const std::string& subject) {
       }
     }
   }
-  std::string out;
-  for (char c : s) {
-    const bool sp = c == ' ' || c == '\t';
-    if (sp) {
-      if (!out.empty() && out.back() != ' ') out += ' ';
-    } else {
-      out += c;
-    }
-  }
-  if (!out.empty() && out.back() == ' ') out.pop_back();
-  return out;
+  return collapse_ws(s, " \t");
 }
 
 }  // namespace

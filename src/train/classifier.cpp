@@ -191,17 +191,7 @@ Classifier::Classifier(const std::string& path) {
 Classifier::~Classifier() = default;
 
 std::vector<int32_t> Classifier::tokenize(const std::string& text, bool truncate) const {
-  std::vector<int32_t> ids = tokenize_example(info_, text, tok_.get());
-  const int max_len = model_->config().max_len;
-  if ((int64_t)ids.size() > max_len) {
-    if (!truncate)
-      throw InputError(fmt::format("sequence too long: {} tokens (with <s> and </s>) exceed max_len {} (--truncate "
-                                   "cuts it)",
-                                   ids.size(), max_len));
-    ids.resize((size_t)max_len);
-    ids.back() = kEosId;
-  }
-  return ids;
+  return fit_to_max_len(tokenize_example(info_, text, tok_.get()), model_->config().max_len, truncate);
 }
 
 ClassifierEval Classifier::evaluate(const std::string& task_dir, const std::string& split, bool truncate,

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -138,10 +139,7 @@ class LinformerAttention : public AttentionCore {
       map_projected(kc, xe_.data(), p_.k_w, p_.k_b, s.B);
       map_projected(vc, xf, p_.v_w, p_.v_b, s.B);
     } else {
-      float* kf = grow(kfull_, (size_t)T * d_);
-      float* vf = grow(vfull_, (size_t)T * d_);
-      linear_forward(kf, x, pt_.data(p_.k_w), pt_.data(p_.k_b), T, d_, d_);
-      linear_forward(vf, x, pt_.data(p_.v_w), pt_.data(p_.v_b), T, d_, d_);
+      auto [kf, vf] = full_keys_values(x, T);
       mask_rows(kf, kf, s);
       mask_rows(vf, vf, s);
       project_sequence(kc, proj_.e, kf, s);
@@ -212,6 +210,15 @@ class LinformerAttention : public AttentionCore {
   // Mean/max pooling: one pooling for every head, keys and values (there is nothing to share).
   // input_first: Kp = pool(x) Wk^T + bk; linear_first: Kp = pool(x Wk^T + bk). Pooling reads
   // real rows only, so no masking is needed.
+  // K = X Wk^T + bk and V = X Wv^T + bv at full length (the projection-after order), in kfull_ and vfull_.
+  std::pair<float*, float*> full_keys_values(const float* x, int T) {
+    float* kf = grow(kfull_, (size_t)T * d_);
+    float* vf = grow(vfull_, (size_t)T * d_);
+    linear_forward(kf, x, pt_.data(p_.k_w), pt_.data(p_.k_b), T, d_, d_);
+    linear_forward(vf, x, pt_.data(p_.v_w), pt_.data(p_.v_b), T, d_, d_);
+    return {kf, vf};
+  }
+
   void pool_context(float* kc, float* vc, const float* x, const AttnShape& s) {
     const int T = s.B * s.n, k = proj_.k;
     const size_t pk = (size_t)s.B * k * d_;
@@ -222,10 +229,7 @@ class LinformerAttention : public AttentionCore {
       map_projected(kc, xe, p_.k_w, p_.k_b, s.B);
       map_projected(vc, xe, p_.v_w, p_.v_b, s.B);
     } else {
-      float* kf = grow(kfull_, (size_t)T * d_);
-      float* vf = grow(vfull_, (size_t)T * d_);
-      linear_forward(kf, x, pt_.data(p_.k_w), pt_.data(p_.k_b), T, d_, d_);
-      linear_forward(vf, x, pt_.data(p_.v_w), pt_.data(p_.v_b), T, d_, d_);
+      auto [kf, vf] = full_keys_values(x, T);
       seq_pool_forward(kc, arg_e, nullptr, kf, s.mask, s.B, s.n, d_, k, window_, is_max());
       seq_pool_forward(vc, is_max() ? grow(arg_f_, pk) : nullptr, nullptr, vf, s.mask, s.B, s.n, d_, k, window_,
                        is_max());
