@@ -73,6 +73,9 @@ CLI::App* add_pretrain_command(CLI::App& app, PretrainOptions& o) {
       ->check(integer_at_least(1));
   cmd->add_option("--eval-batches", o.train.eval_batches, "Validation batches (0: the whole set)")
       ->capture_default_str();
+  cmd->add_option("--mask-prob", o.train.mask_prob,
+                  "Share of training tokens to predict (validation always masks 0.15)")
+      ->capture_default_str();
   add_run_settings_options(*cmd, o.train);
   cmd->add_option("--seed", o.train.seed, "Seed (initialisation, data order, masks, dropout)")->capture_default_str();
   o.compute.declare(*cmd);

@@ -29,7 +29,8 @@ namespace linformer {
 
 json TrainOptions::to_json() const {
   json j{{"train_tokens", train_tokens}, {"valid_tokens", valid_tokens}, {"tokenizer", tokenizer},
-         {"batch_size", batch_size}, {"accum", accum}, {"seq_len", seq_len}, {"eval_batches", eval_batches}};
+         {"batch_size", batch_size}, {"accum", accum}, {"seq_len", seq_len}, {"eval_batches", eval_batches},
+         {"mask_prob", mask_prob}};
   add_run_settings(j, *this);
   return j;
 }
@@ -45,6 +46,7 @@ TrainOptions TrainOptions::from_json(const json& j) {
   read_option(j, what, "accum", o.accum);
   read_option(j, what, "seq_len", o.seq_len);
   read_option(j, what, "eval_batches", o.eval_batches);
+  read_option(j, what, "mask_prob", o.mask_prob);  // absent in runs written before it existed: 0.15
   o.validate();
   return o;
 }
@@ -58,6 +60,7 @@ void TrainOptions::validate() const {
   if (accum < 1) bad("accum", accum, "must be at least 1");
   if (seq_len < 0 || seq_len == 1 || seq_len == 2) bad("seq_len", seq_len, "must be 0 (max_len) or at least 3");
   if (eval_batches < 0) bad("eval_batches", eval_batches, "must be >= 0");
+  if (!(mask_prob > 0 && mask_prob < 1)) bad("mask_prob", mask_prob, "must be in (0, 1)");
 }
 
 // ---------------------------------------------------------------- the MLM task
@@ -162,6 +165,7 @@ class MlmTask final : public TrainTask {
           mo.batch_size = o.batch_size;
           mo.vocab_size = cfg.vocab_size;
           mo.seed = o.seed;
+          mo.mask_prob = o.mask_prob;
           mo.shards = dist::world().size();
           mo.shard = dist::world().rank();
           return mo;
