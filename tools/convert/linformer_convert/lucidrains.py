@@ -1,0 +1,10 @@
+"""lucidrains: not converted yet."""
+from .errors import ConvertError
+
+
+def detect(state):
+    return False
+
+
+def convert(path, opts):
+    raise ConvertError(f"{path}: the lucidrains converter is not written yet")
