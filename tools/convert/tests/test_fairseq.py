@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import ref_fairseq
-from conftest import convert, expect_error, forward, random_ids, read_model, save_pt, worst
+from convert_util import convert, expect_error, forward, random_ids, read_model, save_pt, worst
 
 PAD = 1
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import ref_hf
-from conftest import convert, expect_error, forward, linformer_bin, random_ids, read_model, worst
+from convert_util import convert, expect_error, forward, linformer_bin, random_ids, read_model, worst
 
 PAD = 1
 

@@ -1,4 +1,5 @@
-"""What the converter tests share: the `linformer` executable, running `linformer convert` and
+"""What the converter tests share (a plain module, not a conftest.py: nothing else can shadow it):
+the `linformer` executable, running `linformer convert` and
 `linformer forward`, reading model files, and comparing outputs (printing the worst error).
 
 $LINFORMER_BIN names the executable (ctest sets it); otherwise build/linformer of the source tree.
