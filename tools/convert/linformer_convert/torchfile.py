@@ -35,18 +35,23 @@ class _TolerantUnpickler(pickle.Unpickler):
             return type(name, (_Stub,), {"__module__": module})
 
 
-# torch.load wants a module with Unpickler and load.
-_tolerant_pickle = types.SimpleNamespace(
-    Unpickler=_TolerantUnpickler,
-    load=lambda f, **kw: _TolerantUnpickler(f, **kw).load(),
-    __name__="linformer_convert_pickle",
-)
+# torch.load wants a pickle module: pickle itself with this Unpickler and load.
+_tolerant_pickle = types.ModuleType("linformer_convert_pickle")
+_tolerant_pickle.__dict__.update({k: v for k, v in pickle.__dict__.items() if not k.startswith("__")})
+_tolerant_pickle.Unpickler = _TolerantUnpickler
+_tolerant_pickle.load = lambda f, **kw: _TolerantUnpickler(f, **kw).load()
 
 
 def load_torch(path):
     """torch.load onto the CPU, unknown classes tolerated. ConvertError naming the file otherwise."""
     import torch  # only here: the safetensors path needs no torch
 
+    # Debian's torch 1.13 ignores the pickle_module argument (torch.load sets it to the module's
+    # global `pickle` whenever weights_only is off), so the global is swapped for the call too.
+    import torch.serialization as ser
+
+    saved = ser.pickle
+    ser.pickle = _tolerant_pickle
     try:
         return torch.load(path, map_location="cpu", pickle_module=_tolerant_pickle)
     except FileNotFoundError:
@@ -55,6 +60,8 @@ def load_torch(path):
         raise ConvertError(f"{path}: is a folder, not a checkpoint file") from None
     except Exception as e:  # corrupt zip, truncated pickle, not a torch file at all
         raise ConvertError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
+    finally:
+        ser.pickle = saved
 
 
 def plain(obj, depth=0):

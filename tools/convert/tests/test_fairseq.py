@@ -1,10 +1,14 @@
 """fairseq linformer_roberta checkpoints -> linformer (ctest: convert_fairseq)."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 
 import ref_fairseq
-from convert_util import convert, expect_error, forward, random_ids, read_model, save_pt, worst
+from convert_util import convert, expect_error, forward, linformer_bin, random_ids, read_model, save_pt, worst
 
 PAD = 1
 
@@ -113,3 +117,40 @@ def test_bad_input(tmp_path):
     expect_error(junk, "--out", out, contains=["junk.pt", "not a readable PyTorch checkpoint"])
     expect_error(tmp_path / "absent.pt", "--out", out, contains=["absent.pt", "no such file"])
     assert not out.exists()
+
+
+def test_command_line(tmp_path):
+    # `linformer convert` hands everything to the Python tool: its help, its exit statuses.
+    r = convert("--help", ok=False)
+    assert r.returncode == 0 and "--from" in r.stdout and "--into" in r.stdout, r.stdout + r.stderr
+    r = convert("x.pt", ok=False)  # --out missing: argparse's status 2, passed through
+    assert r.returncode == 2 and "--out" in r.stderr, r.stderr
+    env = dict(os.environ, LINFORMER_PYTHON=str(tmp_path / "no-python"))
+    r = subprocess.run([linformer_bin(), "convert", "x.pt", "--out", "y"], capture_output=True, text=True, env=env)
+    assert r.returncode == 1 and "no-python is not installed" in r.stderr, r.stderr
+
+
+def test_config_of_newer_fairseq(tmp_path):
+    # Newer checkpoints keep the arguments as cfg["model"], an omegaconf DictConfig: a class the
+    # converter's Python does not have. Pickled here from a stand-in module the converter cannot
+    # import, it must still read the heads from it.
+    (tmp_path / "fake_omegaconf.py").write_text(
+        "class DictConfig:\n"
+        "    def __init__(self, content): self._content = content\n"
+        "    def __getstate__(self): return {'_content': self._content, '_metadata': None}\n"
+        "    def __setstate__(self, s): self.__dict__.update(s)\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import fake_omegaconf
+
+        model, _ = build(tmp_path, seed=5, heads=4)
+        cfg = fake_omegaconf.DictConfig({"model": fake_omegaconf.DictConfig(dict(vars(model.args)))})
+        ckpt = save_pt(tmp_path / "new.pt", {"model": model.state_dict(), "cfg": cfg})
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("fake_omegaconf", None)
+    out = tmp_path / "model.safetensors"
+    convert(ckpt, "--out", out)
+    _, cfg = read_model(out)
+    assert cfg["n_heads"] == 4
+    compare(model, out, random_ids(np.random.default_rng(3), 2, 12, 30), tmp_path)
