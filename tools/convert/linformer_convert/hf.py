@@ -167,6 +167,10 @@ def convert(folder, opts):
     tokenizer = None
     spm = os.path.join(folder, "sentencepiece.bpe.model")
     if os.path.isfile(spm):
+        for key, want in (("bos_token_id", 0), ("pad_token_id", 1), ("eos_token_id", 2)):
+            if hf.get(key, want) != want:
+                raise ConvertError(f"{cfg_path}: {key} = {hf[key]} is not XLM-R's {want}: the ids of "
+                                   "sentencepiece.bpe.model cannot be mapped as XLMRobertaTokenizer does")
         with open(spm, "rb") as fh:
             model_bytes, hf_ids = xlmr_to_linformer(fh.read(), V, spm)
         order = np.asarray(hf_ids)
