@@ -6,8 +6,9 @@
 // Ctrl-C: while the loop runs, SIGINT is the loop's own (it ends the step, saves a checkpoint and
 // returns, as in the command line: the summary says 'interrupted'); the GIL is released meanwhile.
 // A KeyboardInterrupt pending from before the loop started (Python's handler caught the signal) is
-// seen at the first log step (PyErr_CheckSignals in the callback path) and stops the run the same
-// way. An exception raised by the callback also stops the run cleanly and is raised again after.
+// seen at the next log step (PyErr_CheckSignals in the callback path) and stops the run the same
+// way, as does a KeyboardInterrupt raised in the callback. Any other exception raised by the
+// callback also stops the run cleanly and is raised again after.
 #include <omp.h>
 
 #include <cmath>
@@ -153,7 +154,10 @@ struct Callback {
         if (PyErr_Occurred()) throw py::error_already_set();  // __bool__ raised
         return !stopped;
       } catch (py::error_already_set& e) {
-        error.emplace(std::move(e));
+        if (e.matches(PyExc_KeyboardInterrupt))  // Ctrl-C while the callback ran: a clean stop, as above
+          keyboard_interrupt = true;
+        else
+          error.emplace(std::move(e));
         stopped = true;
         return false;
       }

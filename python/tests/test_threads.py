@@ -77,3 +77,28 @@ def test_threads_setting_applies_in_new_threads():
     t.start()
     t.join()
     assert seen == [1]
+
+
+def test_precisions_from_two_threads_do_not_mix():
+    """The precision is one process-wide setting: calls of different precisions from two threads
+    take turns (the gate in compute.cpp), each getting the results of its own precision."""
+    import pytest
+    if not linformer.bf16_supported():
+        pytest.skip("this CPU has no AVX512_BF16")
+    m = linformer.init({**CONFIG, "n_layers": 1}, seed=3)
+    ids = np.full((2, 256), 9, dtype=np.int32)
+    ref = {p: m.forward(ids, logits=False, precision=p)[0] for p in ("float32", "bf16")}
+    assert not np.array_equal(ref["float32"], ref["bf16"])
+    bad = []
+
+    def loop(p):
+        for _ in range(6):
+            h, _ = m.forward(ids, logits=False, precision=p)
+            if not np.array_equal(h, ref[p]):
+                bad.append(p)
+    threads = [threading.Thread(target=loop, args=(p,)) for p in ("float32", "bf16")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert bad == []

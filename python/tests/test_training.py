@@ -84,6 +84,28 @@ def test_ctrl_c_stops_cleanly(corpus, tmp_path):
     assert linformer.pretrain(resume=str(tmp_path / "run"))["steps_done"] == 6
 
 
+def test_keyboard_interrupt_seen_by_python_stops_cleanly(corpus, tmp_path):
+    """A Ctrl-C that Python's own handler catches (as one arriving while the run loads its data):
+    interrupt_main() from another thread, while the loop computes; the next log step stops."""
+    import _thread
+    import threading
+    import time
+
+    def later():
+        time.sleep(0.05)  # the callback has long returned: the main thread is in the C++ loop
+        _thread.interrupt_main()
+    started = []
+
+    def cb(line):
+        if not started:
+            started.append(threading.Thread(target=later))
+            started[0].start()
+    s = linformer.pretrain(pretrain_options(corpus, tmp_path / "run", steps=100000, eval_every=100000), callback=cb)
+    started[0].join()
+    assert s["interrupted"] and s["interrupted_by"] == "signal" and s["steps_done"] < 100000
+    assert (tmp_path / "run" / f"ckpt-{s['steps_done']:08d}" / "model.safetensors").exists()
+
+
 def test_pretrain_option_errors(corpus, tmp_path, pretrain_run):
     o = pretrain_options(corpus, tmp_path / "run")
     with pytest.raises(linformer.ConfigError, match="unknown key 'stepz'"):
