@@ -30,6 +30,7 @@ void register_compute(py::module_& m);
 void register_model(py::module_& m);
 void register_tokenizer(py::module_& m);
 void register_training(py::module_& m);
+void register_trainable(py::module_& m);
 
 // ---- json_py.cpp
 // A JSON value as Python objects (dict, list, str, int, float, bool, None).

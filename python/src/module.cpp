@@ -12,4 +12,5 @@ PYBIND11_MODULE(_core, m) {
   linformer::python::register_model(m);
   linformer::python::register_tokenizer(m);
   linformer::python::register_training(m);
+  linformer::python::register_trainable(m);
 }
