@@ -30,11 +30,14 @@ class _Node(nn.Module):
 
 class _EncoderFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, encoder, ids, mask, *params):
-        hidden = encoder._core.encode(ids, mask)
+    def forward(ctx, encoder, ids, mask, width, *params):
+        hidden = torch.from_numpy(encoder._core.encode(ids, mask))  # [B, longest sequence, d]
         ctx.encoder = encoder
         ctx.forward_id = encoder._core.forwards
-        return torch.from_numpy(hidden)
+        ctx.n = hidden.shape[1]
+        if width is not None and width > ctx.n:  # back to the input's width (zeros under the padding)
+            hidden = torch.cat([hidden, hidden.new_zeros(hidden.shape[0], width - ctx.n, hidden.shape[2])], 1)
+        return hidden
 
     @staticmethod
     def backward(ctx, dhidden):
@@ -43,9 +46,9 @@ class _EncoderFunction(torch.autograd.Function):
             raise RuntimeError("linformer.torch.Encoder: backward of an older forward (one forward, then its "
                                "backward, at a time)")
         core.zero_grad()
-        core.backward(dhidden.detach().to(torch.float32).contiguous().numpy())
+        core.backward(dhidden[:, :ctx.n].detach().to(torch.float32).contiguous().numpy())
         grads = [torch.from_numpy(np.array(core.grad(name), copy=True)) for name in ctx.encoder._names]
-        return (None, None, None, *grads)
+        return (None, None, None, None, *grads)
 
 
 class Encoder(nn.Module):
@@ -53,8 +56,9 @@ class Encoder(nn.Module):
 
     Encoder(config: dict, seed=0): a new model initialised from seed as linformer.init does;
     Encoder.from_file(path): the model of a model file. forward(ids, mask=None) -> hidden
-    [B, n, d_model] float32; ids a [B, n] integer tensor (or array, or list of lists), mask its
-    key-padding mask (1 for each token, then 0). train() / eval() switch dropout.
+    [B, n, d_model] float32; ids a [B, n] integer tensor (or array; or a list of lists, then n is
+    the longest), mask its key-padding mask (1 for each token, then 0; the hidden states at padding positions
+    mean nothing: leave them out of the loss). train() / eval() switch dropout.
     """
 
     def __init__(self, config=None, seed=0, *, _core_model=None):
@@ -100,8 +104,9 @@ class Encoder(nn.Module):
             ids = ids.detach().cpu().numpy()
         if isinstance(mask, torch.Tensor):
             mask = mask.detach().cpu().numpy()
+        width = ids.shape[1] if isinstance(ids, np.ndarray) and ids.ndim == 2 else None
         self._core.train(self.training)
-        return _EncoderFunction.apply(self, ids, mask, *self._params())
+        return _EncoderFunction.apply(self, ids, mask, width, *self._params())
 
     def save(self, path):
         """Writes a model file (linformer.load and Encoder.from_file read it)."""
