@@ -98,7 +98,7 @@ def main():
             ours += step_time(lambda: enc(ids, mask), list(enc.parameters()), w, (a.repeats + 1) // 2)
         t_ours, t_theirs = statistics.median(ours), statistics.median(theirs)
         print(f"| {n} | {diff:.2e} | {t_theirs * 1e3:.1f} ms | {t_ours * 1e3:.1f} ms | {t_theirs / t_ours:.2f}x |")
-        del enc, twin
+        enc = twin = None  # free both models before the next size
     if worst > 1e-3:
         print(f"error: the two encoders disagree (max abs diff {worst:.3g})")
         sys.exit(1)

@@ -191,3 +191,38 @@ def finetune(
     options: Optional[Mapping[str, Any]] = None, *, callback: Optional[ProgressCallback] = None, **kwargs: Any
 ) -> dict[str, Any]:
     """Sequence-classification fine-tuning, as `linformer finetune`; returns the summary and metrics."""
+
+class _TrainableModel:
+    """A model in training form for linformer.torch (parameters as numpy views, encode, backward
+    from a gradient of the hidden states). Not thread-safe: one forward, then its backward."""
+
+    def __init__(self, config: Mapping[str, Any], seed: int = 0) -> None: ...
+    @staticmethod
+    def from_file(path: str) -> _TrainableModel:
+        """The model of a model file."""
+    @property
+    def config(self) -> dict[str, Any]:
+        """The config as a dict."""
+    @property
+    def forwards(self) -> int:
+        """encode calls so far."""
+    def param_names(self) -> list[str]:
+        """The parameter names, in the order of the parameter table."""
+    def trainable(self, name: str) -> bool:
+        """Whether the parameter is trained."""
+    def param(self, name: str) -> npt.NDArray[np.float32]:
+        """A writable numpy view of the parameter's values."""
+    def grad(self, name: str) -> npt.NDArray[np.float32]:
+        """A numpy view of the parameter's gradient."""
+    def zero_grad(self) -> None:
+        """Sets every gradient to 0."""
+    def train(self, mode: bool = True) -> None:
+        """Training mode (dropout on) or not."""
+    def set_dropout_seed(self, seed: int) -> None:
+        """Seeds the dropout masks of the following forwards."""
+    def encode(self, ids: Ids, mask: Optional[Mask] = None) -> npt.NDArray[np.float32]:
+        """The hidden states [B, n, d_model] (a copy); keeps what backward needs."""
+    def backward(self, dhidden: npt.NDArray[np.float32]) -> None:
+        """Backpropagates a gradient of the last encode's hidden states (accumulating)."""
+    def save(self, path: str) -> None:
+        """Writes a model file."""
