@@ -64,10 +64,12 @@ struct TrainSummary {
 // A non-finite loss or gradient norm (or weights, at a save) throws Error ("training stopped:
 // loss is nan at step N; ...") before the update is applied and before any checkpoint of it is
 // written: `latest` keeps naming the last checkpoint with finite weights.
-TrainSummary pretrain(const ModelConfig& cfg, const TrainOptions& opt, const std::string& out_dir);
+// `hooks`: optional (optimizer.hpp, RunHooks).
+TrainSummary pretrain(const ModelConfig& cfg, const TrainOptions& opt, const std::string& out_dir,
+                      const RunHooks& hooks = {});
 // Continues the run in out_dir from its latest checkpoint; steps > 0 overrides the total.
 // Produces the same losses as an uninterrupted run with the same seed and thread count.
-TrainSummary resume_pretraining(const std::string& out_dir, int64_t steps = 0);
+TrainSummary resume_pretraining(const std::string& out_dir, int64_t steps = 0, const RunHooks& hooks = {});
 
 // The model of a run folder's latest checkpoint (or a .safetensors file).
 std::unique_ptr<Model> load_trained_model(const std::string& path);

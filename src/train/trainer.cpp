@@ -209,9 +209,10 @@ class MlmTask final : public TrainTask {
   std::optional<UnigramBaseline> baseline_;  // the train file's token frequencies
 };
 
-TrainSummary run_pretraining(Model& model, AdamW& opt, const TrainOptions& o, const fs::path& dir, LoopState st) {
+TrainSummary run_pretraining(Model& model, AdamW& opt, const TrainOptions& o, const fs::path& dir, LoopState st,
+                             const RunHooks& hooks) {
   MlmTask task(model.config(), o);
-  const LoopResult r = run_training(model, opt, o, task, dir, st);
+  const LoopResult r = run_training(model, opt, o, task, dir, st, hooks);
   TrainSummary sum;
   sum.steps_done = r.steps_done;
   sum.initial_valid_loss = r.initial ? r.initial->loss : std::nan("");
@@ -255,7 +256,8 @@ MlmEvaluation evaluate_mlm_scores(Model& model, const std::string& tokens, int s
   return evaluate_mlm_on(single_process, model, tokens, seq_len, batch_size, max_batches, seed, baseline);
 }
 
-TrainSummary pretrain(const ModelConfig& cfg, const TrainOptions& opt, const std::string& out_dir) {
+TrainSummary pretrain(const ModelConfig& cfg, const TrainOptions& opt, const std::string& out_dir,
+                      const RunHooks& hooks) {
   opt.validate();
   cfg.validate();
   const fs::path dir(out_dir);
@@ -285,10 +287,10 @@ TrainSummary pretrain(const ModelConfig& cfg, const TrainOptions& opt, const std
   Model model(cfg);
   model.init(o.seed);
   AdamW adam(model.params(), o.adamw());
-  return run_pretraining(model, adam, o, dir, LoopState{});
+  return run_pretraining(model, adam, o, dir, LoopState{}, hooks);
 }
 
-TrainSummary resume_pretraining(const std::string& out_dir, int64_t steps) {
+TrainSummary resume_pretraining(const std::string& out_dir, int64_t steps, const RunHooks& hooks) {
   const fs::path dir(out_dir);
   const std::string ckpt = latest_checkpoint(out_dir);
   const auto cfg = read_run_json<ModelConfig>(dir / "config.json");
@@ -299,7 +301,7 @@ TrainSummary resume_pretraining(const std::string& out_dir, int64_t steps) {
   const LoopState st = load_loop_state(ckpt, model, adam, kPretrainStateKeys);
   if (set_resumed_total(out_dir, st.step, steps, o.steps) && dist::world().is_root())
     core::write_file_atomic(dir / "train.json", o.to_json().dump(2) + "\n");
-  return run_pretraining(model, adam, o, dir, st);
+  return run_pretraining(model, adam, o, dir, st, hooks);
 }
 
 }  // namespace linformer
