@@ -182,3 +182,31 @@ def test_bad_input(tmp_path):
     nan = variant("nan", edit_sd=lambda sd: sd["roberta.embeddings.LayerNorm.bias"].__setitem__(0, np.nan))
     expect_error(nan, "--out", out, contains=["emb_norm.bias", "not finite"])
     assert not out.exists()
+
+
+def test_roberta_model_without_prefix_or_head(tmp_path):
+    # RobertaModel saves the encoder without the "roberta." prefix and has no LM head: the
+    # encoder converts exactly, the MLM head is initialised (and said so).
+    model, _ = build(tmp_path, seed=7)
+    from linformer_convert import safetensors
+
+    folder = tmp_path / "bare"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(model.c))
+    sd = {k[len("roberta."):]: v.numpy() for k, v in model.state_dict().items() if k.startswith("roberta.")}
+    safetensors.write(str(folder / "model.safetensors"), sd)
+    out = tmp_path / "model.safetensors"
+    r = convert(folder, "--out", out, "--attention", "full")
+    assert "no LM head" in r.stdout and "pooler" in r.stdout
+    ids, hf_ids = padded_batch(np.random.default_rng(2), [12, 6], 40, 12)
+    compare(model, out, ids, hf_ids, tmp_path, " (RobertaModel)")
+    t, _ = read_model(out)
+    np.testing.assert_array_equal(t["mlm.norm.weight"], np.ones(16, np.float32))
+
+
+@pytest.mark.skipif(shutil.which("spm_train") is None, reason="sentencepiece tools not installed")
+def test_xlmr_tokenizer_needs_its_special_ids(tmp_path):
+    spm = spm_train(tmp_path, 30)
+    model, folder = build(tmp_path, seed=8, vocab=32, model_type="xlm-roberta", pad=0)
+    shutil.copy(spm, folder / "sentencepiece.bpe.model")
+    expect_error(folder, "--out", tmp_path / "model.safetensors", contains=["pad_token_id = 0", "XLM-R"])
