@@ -114,34 +114,99 @@ if grep -q '^pretrain: interrupted' "$LOG"; then
 fi
 
 # --- step 6: what the model learned ----------------------------------------------------------
-say "step 6: fill-mask"
+say "step 6: what the model learned (whole validation set, fixed masks; the unigram baseline on the same tokens)"
+lf --threads "$THREADS" eval-mlm --model "$RUN" --data "$DATA/valid.tokens" --baseline "$DATA/train.tokens" --seed 2
+say "step 6b: fill-mask on sentences that are not in the training text"
 : > "$RUN/fill-mask.txt"
-for text in "${DEMO_TEXTS[@]}"; do
-  "$BIN" --threads "$THREADS" fill-mask --model "$RUN" --text "$text" --top-k 5 | tee -a "$RUN/fill-mask.txt" "$LOG"
+HITS=0
+for i in "${!DEMO_TEXTS[@]}"; do
+  out="$("$BIN" --threads "$THREADS" fill-mask --model "$RUN" --text "${DEMO_TEXTS[$i]}" --top-k 5)"
+  printf '%s\n' "$out" | tee -a "$RUN/fill-mask.txt" "$LOG"
+  if grep -q "%  ▁${DEMO_EXPECT[$i]}\$" <<<"$out"; then
+    HITS=$((HITS + 1)); log "  -> '${DEMO_EXPECT[$i]}' is in the top 5"
+  else
+    log "  -> '${DEMO_EXPECT[$i]}' is not in the top 5"
+  fi
 done
 
-# Numbers from the pretrain output in the log.
+# --- step 7: why Linformer -------------------------------------------------------------------
+# The same-sized model built for long inputs: one input of N tokens, Linformer against full
+# attention (time of one forward pass and the peak memory of the process that runs it; the
+# cost does not depend on the weights or the text, so `bench` builds the models itself).
+WHY_N="${MAIN_WHY_N:-8192,32768}"
+WHY_BUDGET_GB="${MAIN_WHY_BUDGET_GB:-2}"
+say "step 7: why Linformer: one input of ${WHY_N//,/ and } tokens, the same model size, Linformer (k = $WHY_K) against full attention"
+"$BIN" --threads "$THREADS" bench --table3 --kinds full,linformer --n "$WHY_N" --k "$WHY_K" --d-model "$WHY_D" \
+  --heads "$WHY_HEADS" --d-ff "$WHY_FF" --layers "$WHY_LAYERS" --vocab "$WHY_VOCAB" --repeats 1 \
+  --mem-budget-gb "$WHY_BUDGET_GB" --json "$RUN/why-linformer.json" >> "$LOG" 2>&1 ||
+  log "main: the long-input timing failed (see $LOG)"
+WHY_TEXT=""
+if [[ -s "$RUN/why-linformer.json" ]]; then
+  WHY_TEXT="$(/usr/bin/python3 - "$RUN/why-linformer.json" "$WHY_BUDGET_GB" <<'PY'
+import json, sys
+rows = json.load(open(sys.argv[1]))["table3"]
+budget = sys.argv[2]
+by_n = {}
+for r in rows:
+    by_n.setdefault(r["n"], {})[r["kind"]] = r
+def fmt(r):
+    return f"{r['seconds']:.2f} s, {r['peak_mb']:,.0f} MB"
+last_full = None
+for n in sorted(by_n):
+    lin, full = by_n[n].get("linformer"), by_n[n].get("full")
+    line = f"n = {n:,}: Linformer: {fmt(lin) if lin and lin['ok'] else 'failed'}; full attention: "
+    if full and full["ok"]:
+        line += fmt(full)
+        if lin and lin["ok"]:
+            line += f" ({full['seconds'] / lin['seconds']:.1f}x the time, {full['peak_mb'] / lin['peak_mb']:.1f}x the memory)"
+        last_full = (n, full["seconds"])
+    else:
+        why = full["error"] if full else "not run"
+        line += f"not run: {why.replace('does not fit: ', '')} (this job allows {budget} GB)"
+        if last_full:
+            line += f", and it would take about {last_full[1] * (n / last_full[0]) ** 2:.0f} s (n^2 from n = {last_full[0]:,})"
+    print(line)
+PY
+)" || WHY_TEXT=""
+  log "$WHY_TEXT"
+fi
+
+# --- step 8: the picture ---------------------------------------------------------------------
+say "step 8: curves"
+lf curves --run "$RUN" --out "$RUN/curves.svg"
+
+# Numbers from the log.
 line() { grep -m1 "$1" "$LOG" || true; }
 ppl="$(line 'pretrain: validation perplexity')"
 PPL_BEFORE="$(sed -n 's/.*perplexity \([0-9.]*\) before.*/\1/p' <<<"$ppl")"
-PPL_AFTER="$(sed -n 's/.*, \([0-9.]*\) after.*/\1/p' <<<"$ppl")"
+EVAL_PPL="$(line '^eval-mlm: loss' | sed -n 's/.*perplexity \([0-9.]*\).*/\1/p')"
+acc="$(line '^eval-mlm: masked-token accuracy')"
+TOP1="$(sed -n 's/.*top-1 \([0-9.]*%\).*/\1/p' <<<"$acc")"
+TOP5="$(sed -n 's/.*top-5 \([0-9.]*%\).*/\1/p' <<<"$acc")"
+uni="$(line '^eval-mlm: unigram baseline')"
+UNI_PPL="$(sed -n 's/.*perplexity \([0-9.]*\),.*/\1/p' <<<"$uni")"
+UNI_TOP1="$(sed -n 's/.*top-1 \([0-9.]*%\).*/\1/p' <<<"$uni")"
+UNI_TOP5="$(sed -n 's/.*top-5 \([0-9.]*%\).*/\1/p' <<<"$uni")"
 TOKS="$(line 'tokens/s$' | sed -n 's/.*, \([0-9]*\) tokens\/s/\1/p')"
 CKPT="$(line 'pretrain: model in' | sed 's/pretrain: model in //')"
 TOTAL_S=$((SECONDS - START))
 
 say "summary"
 {
-  echo "pretrained: $CONFIG (Linformer, n = 128, k = 32, d = 256, 4 layers), $STEPS steps of 16 x 128 tokens"
-  echo "validation perplexity (whole validation set, fixed masks): ${PPL_BEFORE:-?} before, ${PPL_AFTER:-?} after"
+  echo "pretrained: $CONFIG ($MODEL_DESC), $STEPS steps of $BATCH_DESC"
+  echo "on the whole validation set (fixed masks), against the unigram baseline (token frequencies of train.tokens):"
+  echo "  masked-token accuracy: top-1 ${TOP1:-?} (unigram ${UNI_TOP1:-?}), top-5 ${TOP5:-?} (unigram ${UNI_TOP5:-?})"
+  echo "  perplexity:            ${EVAL_PPL:-?} (unigram ${UNI_PPL:-?}; before training ${PPL_BEFORE:-?})"
+  echo "fill-mask: the expected word in the top 5 for $HITS of ${#DEMO_TEXTS[@]} sentences ($RUN/fill-mask.txt)"
+  echo "why Linformer (one long input, the same model size, $(nproc) cores):"
+  if [[ -n "$WHY_TEXT" ]]; then sed 's/^/  /' <<<"$WHY_TEXT"; else echo "  (not measured: see $LOG)"; fi
   echo "training speed: ${TOKS:-?} tokens/s; pretraining took ${TRAIN_S} s, the whole job ${TOTAL_S} s after the build"
-  echo "model: $CKPT (run folder $RUN: latest, metrics.jsonl, config.json, train.json, tokenizer.model)"
-  echo "fill-mask answers: $RUN/fill-mask.txt; log: $LOG"
-  echo "note: a few minutes of CPU is the very start of pretraining: the model has mostly learned which"
-  echo "  pieces are frequent, so fill-mask tends to answer with them; train longer (below) for better guesses"
+  echo "curves: $RUN/curves.svg (validation loss and masked-token accuracy against steps, with the unigram baseline)"
+  echo "model: $CKPT (run folder $RUN: latest, metrics.jsonl, config.json, train.json, tokenizer.model); log: $LOG"
   echo "next:"
   echo "  $BIN fill-mask --model $RUN --text 'We must <mask> the budget.'"
-  echo "  $BIN eval-mlm --model $RUN --data $DATA/valid.tokens"
+  echo "  $BIN eval-mlm --model $RUN --data $DATA/valid.tokens --baseline $DATA/train.tokens"
   echo "  $BIN pretrain --resume $RUN --steps $((STEPS * 2))    # train longer (same run, new total)"
-  echo "  MAIN_STEPS=2000 bash scripts/main.sh                    # a longer fresh run"
+  echo "  MAIN_STEPS=$((STEPS * 3)) bash scripts/main.sh                    # a longer fresh run"
   echo "  docs/training.md: every option, the run folder, resume and determinism"
 } | tee "$RUN/summary.txt" | tee -a "$LOG"
