@@ -16,7 +16,7 @@
 #   7. why Linformer: one long input (8,192 and 32,768 tokens) through the same-sized model with
 #      Linformer and with full attention: time and peak memory
 #   8. the curves (runs/main/curves.svg) and a summary (runs/main/summary.txt; log: runs/main/log.txt)
-# Environment: MAIN_STEPS (optimizer steps, default 1800), MAIN_THREADS (default: every core),
+# Environment: MAIN_STEPS (optimizer steps, default 2400), MAIN_THREADS (default: every core),
 # MAIN_WHY_N (step 7's lengths, default 8192,32768), OMP_WAIT_POLICY (default here: passive).
 set -euo pipefail
 
@@ -42,7 +42,7 @@ CONFIG="${MAIN_CONFIG:-configs/main-small-linformer.json}"
 VOCAB="${MAIN_VOCAB:-8000}"
 RUN="${MAIN_RUN:-runs/main}"
 LOG="$RUN/log.txt"
-STEPS="${MAIN_STEPS:-1800}"
+STEPS="${MAIN_STEPS:-2400}"
 THREADS="${MAIN_THREADS:-0}"  # 0: OpenMP's default (OMP_NUM_THREADS or every core)
 # Idle OpenMP threads sleep instead of spinning: about 4 % slower on an idle machine, but 4-7x
 # faster when other processes compete for the cores (spinning threads then wait for each other).

@@ -206,6 +206,19 @@ py::dict finish(Callback& cb, py::dict summary, const std::string& out) {
   return summary;
 }
 
+// The resume half of pretrain() and finetune(): no `out`, no option the run folder already fixes
+// (`stored` names where it keeps them), then resume(dir, steps, hooks) with the GIL released.
+template <class Resume>
+auto resume_run(json& o, const char* cmd, const std::string& dir, const char* stored, const RunCompute& compute,
+                Callback& cb, Resume resume) {
+  if (o.contains("out"))
+    throw ConfigError(fmt::format("{}: give out (a new run) or resume (an existing one), not both", cmd));
+  refuse_with_resume(o, cmd, dir + stored);
+  const int64_t steps = resumed_steps(o, cmd);
+  const RunHooks hooks = cb.hooks();
+  return run_released(compute, [&] { return resume(dir, steps, hooks); });
+}
+
 py::dict pretrain_py(py::handle options, py::object callback, const py::kwargs& kwargs) {
   constexpr const char* cmd = "pretrain";
   json o = gather_options(cmd, options, kwargs);
@@ -215,11 +228,7 @@ py::dict pretrain_py(py::handle options, py::object callback, const py::kwargs& 
   TrainSummary s;
   std::string out;
   if (!resume.empty()) {
-    if (o.contains("out")) throw ConfigError("pretrain: give out (a new run) or resume (an existing one), not both");
-    refuse_with_resume(o, cmd, resume + "/train.json and config.json");
-    const int64_t steps = resumed_steps(o, cmd);
-    const RunHooks hooks = cb.hooks();
-    s = run_released(compute, [&] { return resume_pretraining(resume, steps, hooks); });
+    s = resume_run(o, cmd, resume, "/train.json and config.json", compute, cb, resume_pretraining);
     out = resume;
   } else {
     const auto config = take(o, "config");
@@ -244,6 +253,11 @@ py::dict pretrain_py(py::handle options, py::object callback, const py::kwargs& 
   d["steps_done"] = s.steps_done;
   d["initial_valid_loss"] = s.initial_valid_loss;
   d["final_valid_loss"] = s.final_valid_loss;
+  d["final_valid_top1"] = s.final_valid_top1;
+  d["final_valid_top5"] = s.final_valid_top5;
+  d["unigram_valid_loss"] = s.unigram_loss;
+  d["unigram_top1"] = s.unigram_top1;
+  d["unigram_top5"] = s.unigram_top5;
   d["tokens_per_second"] = s.tokens_per_second;
   d["seconds"] = s.seconds;
   d["checkpoint"] = s.checkpoint;
@@ -260,11 +274,7 @@ py::dict finetune_py(py::handle options, py::object callback, const py::kwargs& 
   FinetuneSummary s;
   std::string out;
   if (!resume.empty()) {
-    if (o.contains("out")) throw ConfigError("finetune: give out (a new run) or resume (an existing one), not both");
-    refuse_with_resume(o, cmd, resume + "/finetune.json");
-    const int64_t steps = resumed_steps(o, cmd);
-    const RunHooks hooks = cb.hooks();
-    s = run_released(compute, [&] { return resume_finetuning(resume, steps, hooks); });
+    s = resume_run(o, cmd, resume, "/finetune.json", compute, cb, resume_finetuning);
     out = resume;
   } else {
     out = take_string(o, cmd, "out");

@@ -4,6 +4,7 @@ again), Ctrl-C stopping as in the command line, resume, the summary and metrics 
 option errors."""
 
 import json
+import math
 import os
 import signal
 
@@ -37,6 +38,12 @@ def test_callback_each_log_step_and_metrics(corpus, tmp_path):
     assert s["steps_done"] == 6 and s["interrupted"] is False and s["interrupted_by"] is None
     assert s["out"] == str(tmp_path / "run") and s["checkpoint"].endswith("ckpt-00000006")
     assert s["final_valid_loss"] < s["initial_valid_loss"]
+    # The accuracies and the unigram baseline are those of the last evaluation line.
+    last_eval = [x for x in s["metrics"] if "valid_loss" in x][-1]
+    assert s["final_valid_top1"] == last_eval["valid_top1"] and s["final_valid_top5"] == last_eval["valid_top5"]
+    assert s["unigram_top1"] == last_eval["unigram_top1"] and s["unigram_top5"] == last_eval["unigram_top5"]
+    assert 0 <= s["final_valid_top1"] <= s["final_valid_top5"] <= 1
+    assert abs(s["unigram_valid_loss"] - math.log(last_eval["unigram_ppl"])) < 1e-9
     on_disk = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert s["metrics"] == on_disk
     train = [x for x in on_disk if "train_loss" in x]

@@ -98,26 +98,11 @@ def write(path, tensors, metadata=None):
         offset += len(blob)
     head = json.dumps(header, separators=(",", ":")).encode("utf-8")
     head += b" " * (-len(head) % 8)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(struct.pack("<Q", len(head)))
-            f.write(head)
-            for blob in blobs:
-                f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise ConvertError(f"{path}: cannot write: {e.strerror}") from None
+    write_bytes_atomic(path, b"".join([struct.pack("<Q", len(head)), head, *blobs]))
 
 
 def write_bytes_atomic(path, data):
-    """Any file (a tokenizer model), written like the model files: temporary file, fsync, rename."""
+    """A whole file (a model file, a tokenizer model), written atomically: temporary file, fsync, rename."""
     tmp = f"{path}.tmp.{os.getpid()}"
     try:
         with open(tmp, "wb") as f:
