@@ -28,6 +28,7 @@ PACKAGES=(
   nodejs npm
   libopenmpi-dev openmpi-bin
   dataset-fashion-mnist gzip
+  libcpp-httplib-dev prometheus-cpp-dev  # `linformer serve`: HTTP server, Prometheus metrics
 )
 
 say() { printf 'setup: %s\n' "$*"; }
