@@ -26,6 +26,8 @@ CLI::App* add_serve_command(CLI::App& app, ServeCmdOptions& o) {
   cmd->add_option("--model", s.model, "Run folder (its latest checkpoint, tokenizer and labels), checkpoint or model file")
       ->required()
       ->type_name("PATH");
+  cmd->add_option("--tokenizer", s.tokenizer, "SentencePiece model for the texts (default: the run folder's)")
+      ->type_name("FILE");
   cmd->add_option("--host", s.host, "Address to listen on")->capture_default_str();
   cmd->add_option("--port", s.port, "Port (0: a free one, printed on the 'listening on' line)")
       ->capture_default_str()
@@ -59,6 +61,9 @@ CLI::App* add_serve_command(CLI::App& app, ServeCmdOptions& o) {
   cmd->add_option("--compute-delay-ms", s.compute_delay_ms, "Testing only: sleep this long before each batch")
       ->check(integer_at_least(0))
       ->group("");  // hidden from --help
+  cmd->add_option("--load-delay-ms", s.load_delay_ms, "Testing only: wait this long before loading the model")
+      ->check(integer_at_least(0))
+      ->group("");
   o.compute.declare(*cmd);
   return cmd;
 }

@@ -128,8 +128,10 @@ void Batcher::loop() {
     }
     if (compute_delay_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(compute_delay_ms_));
     if (group[0]->is_task) {
+      const auto t0 = clock_type::now();
       try {
         group[0]->task();
+        metrics_.task(std::chrono::duration<double>(clock_type::now() - t0).count());
         group[0]->task_done.set_value();
       } catch (...) {
         group[0]->task_done.set_exception(std::current_exception());
@@ -200,7 +202,7 @@ void Batcher::run_batch(std::vector<std::shared_ptr<Request>>& group) {
   }
   const auto done = clock_type::now();
   const double compute_s = std::chrono::duration<double>(done - start).count();
-  metrics_.batch((int)group.size(), (int)seqs.size(), tokens, padded);
+  metrics_.batch((int)group.size(), (int)seqs.size(), tokens, padded, compute_s);
   for (size_t r = 0; r < group.size(); ++r) {
     if (errors[r]) {
       group[r]->result.set_exception(errors[r]);

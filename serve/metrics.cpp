@@ -47,6 +47,13 @@ Metrics::Metrics() : registry_(std::make_shared<Registry>()) {
                         .Register(*registry_)
                         .Add({});
   batches_ = &BuildCounter().Name("linformer_batches_total").Help("Forward passes of the batcher").Register(*registry_).Add({});
+  // Busy time of the compute thread in the inference API's calls: against the wall time it gives
+  // the server's overhead at saturation (bench/serve_load.py).
+  compute_seconds_ = &BuildCounter()
+                          .Name("linformer_compute_seconds_total")
+                          .Help("Seconds the compute pool spent in the inference API (batches, fill-mask, attention)")
+                          .Register(*registry_)
+                          .Add({});
   queue_depth_ = &BuildGauge().Name("linformer_queue_depth").Help("Requests waiting for the compute pool").Register(*registry_).Add({});
   in_flight_ = &BuildGauge()
                     .Name("linformer_requests_in_flight")
@@ -63,7 +70,8 @@ void Metrics::stage(const std::string& stage, double seconds) {
   latency_->Add({{"stage", stage}}, seconds_buckets()).Observe(seconds);
 }
 
-void Metrics::batch(int requests, int sequences, long long tokens, long long padded_tokens) {
+void Metrics::batch(int requests, int sequences, long long tokens, long long padded_tokens, double seconds) {
+  compute_seconds_->Increment(seconds);
   batch_requests_->Observe(requests);
   batch_sequences_->Observe(sequences);
   batch_tokens_->Observe((double)padded_tokens);
@@ -71,6 +79,8 @@ void Metrics::batch(int requests, int sequences, long long tokens, long long pad
   padded_tokens_->Increment((double)padded_tokens);
   batches_->Increment();
 }
+
+void Metrics::task(double seconds) { compute_seconds_->Increment(seconds); }
 
 void Metrics::queue_depth(int requests) { queue_depth_->Set(requests); }
 void Metrics::in_flight(int requests) { in_flight_->Set(requests); }

@@ -22,7 +22,8 @@ class Metrics {
   // compute pool), "compute" (the forward pass of its batch), "total" (route start to response).
   void stage(const std::string& stage, double seconds);
   // One forward pass of the batcher: requests and sequences in it, tokens (real and padded).
-  void batch(int requests, int sequences, long long tokens, long long padded_tokens);
+  void batch(int requests, int sequences, long long tokens, long long padded_tokens, double seconds);
+  void task(double seconds);  // one fill-mask or attention computation
   void queue_depth(int requests);
   void in_flight(int requests);
   std::string text() const;  // the exposition text
@@ -37,6 +38,7 @@ class Metrics {
   prometheus::Counter* tokens_;
   prometheus::Counter* padded_tokens_;
   prometheus::Counter* batches_;
+  prometheus::Counter* compute_seconds_;
   prometheus::Gauge* queue_depth_;
   prometheus::Gauge* in_flight_;
 };

@@ -9,6 +9,7 @@ namespace linformer::serve {
 
 struct ServeOptions {
   std::string model;              // run folder, checkpoint folder or model file (InferenceModel::load)
+  std::string tokenizer;          // a SentencePiece model for a bare model file (default: the run folder's)
   std::string host = "127.0.0.1"; // loopback unless told otherwise
   int port = 8080;                // 0: a free port, printed on the "listening on" line
   std::string api_key_file;       // given: every route but GET / and GET /health needs "Authorization: Bearer KEY"
@@ -21,6 +22,7 @@ struct ServeOptions {
   int timeout_s = 10;             // read/write timeout per socket operation: slow clients are dropped
   int keep_alive_s = 5;           // an idle keep-alive connection is closed after this
   int compute_delay_ms = 0;       // testing only: sleep before each batch (makes queues fill)
+  int load_delay_ms = 0;          // testing only: sleep before loading the model (shows the 503s of loading)
 };
 
 }  // namespace linformer::serve

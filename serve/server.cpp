@@ -99,6 +99,9 @@ void run_server(const ServeOptions& opt) {
   svr.set_write_timeout(opt.timeout_s, 0);
   svr.set_keep_alive_timeout(opt.keep_alive_s);
   svr.set_payload_max_length(opt.max_body_bytes);
+  // cpp-httplib writes a response's headers and body in separate writes: with Nagle's algorithm on,
+  // the body waits for the client's delayed ACK of the headers (40 ms on Linux) on every request.
+  svr.set_tcp_nodelay(true);
 
   // Authentication and the server's state, before any route runs.
   svr.set_pre_routing_handler([&](const httplib::Request& req, httplib::Response& res) {
@@ -198,7 +201,9 @@ void run_server(const ServeOptions& opt) {
   // The model loads while the server already answers /health (503) and /metrics.
   std::thread loader([&] {
     try {
+      if (opt.load_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(opt.load_delay_ms));
       InferenceOptions io;
+      io.tokenizer = opt.tokenizer;
       io.max_workers = 1;  // one compute thread: the batcher's
       io.threads = opt.threads;
       model = std::make_unique<InferenceModel>(InferenceModel::load(opt.model, io));

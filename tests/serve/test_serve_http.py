@@ -317,6 +317,43 @@ class Errors(unittest.TestCase):
         self.assertLess(MLM.rss_kib() - rss0, 16 * 1024, "60 vanished clients grew the server by 16 MiB")
 
 
+class Lifecycle(unittest.TestCase):
+    def test_503_while_loading(self):
+        s = su.Server(f"{ROOT}/cls", "--load-delay-ms", "1500")
+        try:
+            st, j = su.request(s.port, "GET", "/health")
+            self.assertEqual((st, j["error_type"]), (503, "unhealthy"))
+            self.assertIn("loading", j["error"])
+            st, j = su.request(s.port, "POST", "/predict", body={"inputs": "1 7"})
+            self.assertEqual((st, j["error_type"]), (503, "unhealthy"))
+            self.assertEqual(su.request(s.port, "GET", "/info")[0], 503)
+            self.assertEqual(su.request(s.port, "GET", "/metrics")[0], 200)  # served while loading
+            statuses = s.wait_ready()
+            self.assertEqual(statuses[-1], 200)
+            self.assertEqual(su.request(s.port, "POST", "/predict", body={"inputs": "1 7"})[0], 200)
+        finally:
+            self.assertEqual(s.stop(), 0)
+
+    def test_bf16(self):
+        with open("/proc/cpuinfo") as f:
+            has_bf16 = "avx512_bf16" in f.read()
+        s = su.Server(f"{ROOT}/mlm", "--bf16")
+        if not has_bf16:
+            code = s.proc.wait(30)
+            self.assertEqual(code, 1, s.output())
+            self.assertIn("AVX512_BF16", s.output())
+            return
+        try:
+            s.wait_ready()
+            _, want = post(MLM, "/embed", {"inputs": TEXTS})
+            st, got = su.request(s.port, "POST", "/embed", body={"inputs": TEXTS})
+            self.assertEqual(st, 200, got)
+            # bf16 operands: 8 bits of mantissa; unit vectors agree to about 1e-2.
+            np.testing.assert_allclose(np.array(got), np.array(want), atol=3e-2)
+        finally:
+            self.assertEqual(s.stop(), 0)
+
+
 class NoTokenizer(unittest.TestCase):
     def test_model_file_without_tokenizer(self):
         _, info = su.request(MLM.port, "GET", "/info")

@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import random
+import signal
 import shutil
 import sys
 import threading
@@ -137,6 +138,14 @@ class Load(unittest.TestCase):
             th.start()
         time.sleep(0.15)  # all eight sent, the first batch computing
         t0 = time.time()
+        s.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.1)
+        # Draining: no new connections (refused), or a 503 if one slipped in before the socket closed.
+        try:
+            st, j = su.request(s.port, "POST", "/predict", body={"inputs": "1 7"}, timeout=5)
+            self.assertEqual((st, j["error_type"]), (503, "unhealthy"))
+        except ConnectionRefusedError:
+            pass
         code = s.stop()
         for th in threads:
             th.join()
