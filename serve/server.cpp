@@ -98,6 +98,7 @@ void run_server(const ServeOptions& opt) {
   svr.set_read_timeout(opt.timeout_s, 0);
   svr.set_write_timeout(opt.timeout_s, 0);
   svr.set_keep_alive_timeout(opt.keep_alive_s);
+  svr.set_keep_alive_max_count(10000);  // cpp-httplib's default closes a connection after 5 requests
   svr.set_payload_max_length(opt.max_body_bytes);
   // cpp-httplib writes a response's headers and body in separate writes: with Nagle's algorithm on,
   // the body waits for the client's delayed ACK of the headers (40 ms on Linux) on every request.
