@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -194,8 +195,18 @@ void run_server(const ServeOptions& opt) {
     res.set_content(kPageHtml, "text/html; charset=utf-8");
   });
 
+  // cpp-httplib 0.11 listens with a backlog of 5: a burst of new connections (64 clients starting
+  // at once) overflows it and some get reset. Keep the socket (the options callback sees it before
+  // bind) and listen again with the system's largest backlog, which Linux allows on a bound socket.
+  std::atomic<int> listen_fd{-1};
+  svr.set_socket_options([&listen_fd](int sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));  // a restart may bind while old connections linger
+    listen_fd = sock;
+  });
   const int port = opt.port == 0 ? svr.bind_to_any_port(opt.host) : (svr.bind_to_port(opt.host, opt.port) ? opt.port : -1);
   if (port < 0) throw IoError(fmt::format("serve: cannot listen on {}:{} (in use, or not an address here)", opt.host, opt.port));
+  if (listen_fd >= 0) ::listen(listen_fd, SOMAXCONN);
   fmt::print("serve: listening on http://{}:{}\n", opt.host, port);
   std::fflush(stdout);
 
