@@ -29,6 +29,7 @@ PACKAGES=(
   libopenmpi-dev openmpi-bin
   dataset-fashion-mnist gzip
   libcpp-httplib-dev prometheus-cpp-dev  # `linformer serve`: HTTP server, Prometheus metrics
+  chromium  # the server's page tested in a real browser (tests/serve/test_serve_browser.py)
 )
 
 say() { printf 'setup: %s\n' "$*"; }
@@ -111,4 +112,13 @@ say "configuring $BUILD_DIR (Release, Ninja)"
 cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release
 say "building with $JOBS jobs"
 cmake --build "$BUILD_DIR" -j "$JOBS"
+# --- 3. The browser test's driver (npm) ----------------------------------------------------
+# puppeteer-core (no browser download: it drives Debian's chromium) into BUILD/browser-test; the
+# test skips with a message without it, so a failure here (no network) is not fatal.
+if command -v npm >/dev/null 2>&1 && [[ ! -d "$BUILD_DIR/browser-test/node_modules/puppeteer-core" ]]; then
+  say "installing puppeteer-core into $BUILD_DIR/browser-test (the page's browser test)"
+  mkdir -p "$BUILD_DIR/browser-test"
+  (cd "$BUILD_DIR/browser-test" && npm install --no-audit --no-fund puppeteer-core@25) ||
+    say "npm install puppeteer-core failed: the browser test (ctest -R serve_browser) will be skipped"
+fi
 say "done: $BUILD_DIR/linformer"

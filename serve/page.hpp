@@ -88,9 +88,11 @@ $("attn").onclick = () => run(async () => {
   const c = $("map"), g = c.getContext("2d");
   c.width = pad + r.cols * cell + 10; c.height = pad + r.n * cell + 10; c.style.display = "block";
   g.fillStyle = "#fff"; g.fillRect(0, 0, c.width, c.height);
-  let max = 0; for (const row of r.probs) for (const p of row) max = Math.max(max, p);
+  // Colours span the map's own range (Linformer's rows over k projected keys are often nearly
+  // uniform: scaled from 0 they would all look the same).
+  let max = 0, min = 1; for (const row of r.probs) for (const p of row) { max = Math.max(max, p); min = Math.min(min, p); }
   r.probs.forEach((row, t) => row.forEach((p, k) => {
-    const v = Math.round(255 * (1 - p / (max || 1)));
+    const v = Math.round(20 + 235 * (1 - (p - min) / ((max - min) || 1)));
     g.fillStyle = `rgb(${v},${v},255)`; g.fillRect(pad + k * cell, pad + t * cell, cell, cell);
   }));
   g.fillStyle = "#222"; g.font = Math.min(12, cell) + "px sans-serif"; g.textAlign = "right";
@@ -100,8 +102,10 @@ $("attn").onclick = () => run(async () => {
     g.fillText(r.cols === r.n ? r.tokens[k] : "k" + k, 0, k * cell + cell * 0.8);
   g.restore();
   $("result").innerHTML = `<p id="attn-caption">layer ${r.layer}, head ${r.head}: ${r.n} queries x ${r.cols} ` +
-    (r.cols === r.n ? "keys" : "projected keys (Linformer)") + `, darker = more attention</p>`;
+    (r.cols === r.n ? "keys" : "projected keys (Linformer)") +
+    `, darker = more attention (${(100 * min).toPrecision(3)}% to ${(100 * max).toPrecision(3)}%)</p>`;
 });
+$("key").onchange = loadInfo;  // a server with a key answers /info once the key is typed
 loadInfo();
 </script>
 </body>
