@@ -27,7 +27,7 @@ def missing():
     if not NODE:
         return "no node on PATH (apt-get install nodejs)"
     if not os.path.isdir(os.path.join(NODE_DIR, "node_modules", "puppeteer-core")):
-        return f"no puppeteer-core in {NODE_DIR}/node_modules (scripts/setup.sh installs it: npm install --prefix {NODE_DIR} puppeteer-core)"
+        return f"no puppeteer-core in {NODE_DIR}/node_modules (scripts/setup.sh installs it: cd {NODE_DIR} && npm install puppeteer-core@25)"
     return None
 
 
