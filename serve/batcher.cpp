@@ -176,6 +176,7 @@ void Batcher::run_batch(std::vector<std::shared_ptr<Request>>& group) {
       tokens += (long long)seqs[s].len;
     }
     padded += (long long)(end - begin) * (long long)longest;
+    metrics_.forward_pass((long long)(end - begin) * (long long)longest);
     try {
       if (key.kind == BatchKey::Kind::embed) {
         EmbedOptions eo;

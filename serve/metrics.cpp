@@ -27,17 +27,17 @@ Metrics::Metrics() : registry_(std::make_shared<Registry>()) {
                   .Register(*registry_);
   batch_requests_ = &BuildHistogram()
                          .Name("linformer_batch_requests")
-                         .Help("Requests per forward pass of the batcher")
+                         .Help("Requests per batch (the requests the batcher gathered at once)")
                          .Register(*registry_)
                          .Add({}, powers_of_two(1024));
   batch_sequences_ = &BuildHistogram()
                           .Name("linformer_batch_sequences")
-                          .Help("Sequences per forward pass of the batcher")
+                          .Help("Sequences per batch")
                           .Register(*registry_)
                           .Add({}, powers_of_two(4096));
   batch_tokens_ = &BuildHistogram()
                        .Name("linformer_batch_tokens")
-                       .Help("Padded tokens per forward pass of the batcher")
+                       .Help("Padded tokens per forward pass (sequences x longest)")
                        .Register(*registry_)
                        .Add({}, powers_of_two(1 << 20));
   tokens_ = &BuildCounter().Name("linformer_tokens_total").Help("Tokens computed (without padding)").Register(*registry_).Add({});
@@ -46,7 +46,7 @@ Metrics::Metrics() : registry_(std::make_shared<Registry>()) {
                         .Help("Tokens computed, padding included")
                         .Register(*registry_)
                         .Add({});
-  batches_ = &BuildCounter().Name("linformer_batches_total").Help("Forward passes of the batcher").Register(*registry_).Add({});
+  batches_ = &BuildCounter().Name("linformer_batches_total").Help("Batches run by the batcher").Register(*registry_).Add({});
   // Busy time of the compute thread in the inference API's calls: against the wall time it gives
   // the server's overhead at saturation (bench/serve_load.py).
   compute_seconds_ = &BuildCounter()
@@ -74,11 +74,12 @@ void Metrics::batch(int requests, int sequences, long long tokens, long long pad
   compute_seconds_->Increment(seconds);
   batch_requests_->Observe(requests);
   batch_sequences_->Observe(sequences);
-  batch_tokens_->Observe((double)padded_tokens);
   tokens_->Increment((double)tokens);
   padded_tokens_->Increment((double)padded_tokens);
   batches_->Increment();
 }
+
+void Metrics::forward_pass(long long padded_tokens) { batch_tokens_->Observe((double)padded_tokens); }
 
 void Metrics::task(double seconds) { compute_seconds_->Increment(seconds); }
 

@@ -21,8 +21,12 @@ class Metrics {
   // Seconds spent in one stage of a request: "parse" (body and tokenizer), "queue" (waiting for the
   // compute pool), "compute" (the forward pass of its batch), "total" (route start to response).
   void stage(const std::string& stage, double seconds);
-  // One forward pass of the batcher: requests and sequences in it, tokens (real and padded).
+  // One batch of the batcher (the requests gathered at once): requests and sequences in it, its
+  // tokens (real and padded) and the seconds its forward passes took.
   void batch(int requests, int sequences, long long tokens, long long padded_tokens, double seconds);
+  // One forward pass of a batch: its padded tokens (sequences x longest; at most --max-batch-tokens
+  // unless one sequence alone is longer).
+  void forward_pass(long long padded_tokens);
   void task(double seconds);  // one fill-mask or attention computation
   void queue_depth(int requests);
   void in_flight(int requests);
