@@ -366,6 +366,15 @@ class NoTokenizer(unittest.TestCase):
         finally:
             self.assertEqual(s.stop(), 0)
 
+    def test_bad_options_exit_1(self):
+        for args, words in ((["--model", f"{ROOT}/mlm", "--api-key-file", f"{ROOT}/no-key.txt"], ["no-key.txt"]),
+                            (["--model", f"{ROOT}/mlm", "--port", str(MLM.port)], ["cannot listen", str(MLM.port)])):
+            p = su.subprocess.run([su.BIN, "serve", *args], stdout=su.subprocess.PIPE, stderr=su.subprocess.STDOUT,
+                                  text=True, timeout=30)
+            self.assertEqual(p.returncode, 1, p.stdout)
+            for w in words:
+                self.assertIn(w, p.stdout)
+
     def test_bad_model_exits_1(self):
         s = su.Server(f"{ROOT}/does-not-exist")
         code = s.proc.wait(30)
