@@ -11,6 +11,7 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <fstream>
 #include <memory>
@@ -239,19 +240,30 @@ void run_server(const ServeOptions& opt) {
 
   // The signal thread: the first SIGTERM/SIGINT stops accepting; cpp-httplib then finishes the
   // connections' current requests (its pool is joined when listen returns).
+  std::atomic<bool> stopped{false};
   std::thread signals([&] {
     int sig = 0;
     sigwait(&sigs, &sig);
     if (!load_error) {
-      fmt::print("serve: {} received: draining\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      fmt::print("serve: {} received: draining (a second one exits at once)\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
       std::fflush(stdout);
     }
     state = draining;
     while (!svr.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
     svr.stop();
+    // A second signal while draining (a second Ctrl-C) ends the process without waiting.
+    const timespec tick{0, 50 * 1000 * 1000};
+    while (!stopped) {
+      if (sigtimedwait(&sigs, nullptr, &tick) > 0) {
+        fmt::print(stderr, "serve: second signal: exiting without finishing the requests in flight\n");
+        std::fflush(stderr);
+        std::_Exit(1);
+      }
+    }
   });
 
   svr.listen_after_bind();
+  stopped = true;
   signals.join();
   loader.join();
   if (load_error) std::rethrow_exception(load_error);

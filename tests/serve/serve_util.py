@@ -136,16 +136,25 @@ class Server:
                     return int(line.split()[1])
         return 0
 
-    def stop(self, timeout=60):
-        if self.proc.poll() is None:
+    def terminate(self):
+        """SIGTERM, once: a second one would end the server without draining."""
+        if self.proc.poll() is None and not getattr(self, "terminated", False):
+            self.terminated = True
             self.proc.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout=60):
+        """The exit status, once the process ended and all its output was read."""
         try:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            raise AssertionError("the server did not stop within %ds after SIGTERM:\n%s" % (timeout, self.output()))
-        self.reader.join(5)
+            raise AssertionError("the server did not stop within %ds:\n%s" % (timeout, self.output()))
+        self.reader.join(10)
         return code
+
+    def stop(self, timeout=60):
+        self.terminate()
+        return self.wait(timeout)
 
 
 def request(port, method, path, body=None, headers=None, raw=None, timeout=30, conn=None):

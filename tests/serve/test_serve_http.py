@@ -334,12 +334,29 @@ class Lifecycle(unittest.TestCase):
         finally:
             self.assertEqual(s.stop(), 0)
 
+    def test_second_signal_exits_at_once(self):
+        s = su.Server(f"{ROOT}/cls", "--compute-delay-ms", "20000")
+        s.wait_ready()
+        t = threading.Thread(target=lambda: self.assertRaises(Exception, su.request, s.port, "POST", "/predict",
+                                                              body={"inputs": "1 7"}))
+        t.start()
+        time.sleep(0.3)
+        t0 = time.time()
+        s.terminate()
+        time.sleep(0.3)
+        self.assertIsNone(s.proc.poll())  # draining: the request is still computing
+        s.proc.send_signal(su.signal.SIGINT)
+        self.assertEqual(s.wait(10), 1)
+        self.assertLess(time.time() - t0, 5)
+        t.join(30)
+        self.assertIn("second signal", s.output())
+
     def test_bf16(self):
         with open("/proc/cpuinfo") as f:
             has_bf16 = "avx512_bf16" in f.read()
         s = su.Server(f"{ROOT}/mlm", "--bf16")
         if not has_bf16:
-            code = s.proc.wait(30)
+            code = s.wait(30)
             self.assertEqual(code, 1, s.output())
             self.assertIn("AVX512_BF16", s.output())
             return
@@ -377,7 +394,7 @@ class NoTokenizer(unittest.TestCase):
 
     def test_bad_model_exits_1(self):
         s = su.Server(f"{ROOT}/does-not-exist")
-        code = s.proc.wait(30)
+        code = s.wait(30)
         self.assertEqual(code, 1, s.output())
         self.assertIn("does-not-exist", s.output())
 

@@ -6,7 +6,6 @@ import http.client
 import json
 import os
 import random
-import signal
 import shutil
 import sys
 import threading
@@ -150,7 +149,7 @@ class Load(unittest.TestCase):
                 break
             time.sleep(0.01)
         t0 = time.time()
-        s.proc.send_signal(signal.SIGTERM)
+        s.terminate()
         time.sleep(0.1)
         # Draining: no new connections (refused), or a 503 if one slipped in before the socket closed.
         try:
