@@ -18,7 +18,7 @@ struct ServeOptions {
   size_t max_body_bytes = 2 * 1024 * 1024;  // beyond: 413
   int max_client_batch_size = 32; // inputs per request; beyond: 413
   int threads = 0;                // OpenMP threads of the compute pool (0: all cores)
-  int http_threads = 64;          // connections served at once (each keep-alive connection holds one)
+  int http_threads = 128;         // connections served at once (each keep-alive connection holds one)
   int timeout_s = 10;             // read/write timeout per socket operation: slow clients are dropped
   int keep_alive_s = 5;           // an idle keep-alive connection is closed after this
   int compute_delay_ms = 0;       // testing only: sleep before each batch (makes queues fill)
