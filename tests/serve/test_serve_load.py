@@ -17,7 +17,9 @@ import serve_util as su  # noqa: E402
 
 ROOT = None
 SECONDS = float(os.environ.get("LINFORMER_SERVE_LOAD_SECONDS", "6"))
-RSS_BOUND_MIB = 32  # resident memory after the load run, over that after the first 100 requests
+# Resident memory after the load run, over that after the first 100 requests. 0: not checked (the
+# sanitizer build, whose quarantine keeps freed memory resident, sets that).
+RSS_BOUND_MIB = int(os.environ.get("LINFORMER_SERVE_RSS_BOUND_MIB", "32"))
 
 
 def setUpModule():
@@ -89,8 +91,9 @@ class Load(unittest.TestCase):
             self.assertEqual(failures[:5], [])
             # Every client got answers (how many depends on how busy the machine is).
             self.assertGreaterEqual(counts[0], 64 * 2)
-            self.assertLess(rss_end - rss_100, RSS_BOUND_MIB * 1024,
-                            f"memory grew by more than {RSS_BOUND_MIB} MiB under load")
+            if RSS_BOUND_MIB > 0:
+                self.assertLess(rss_end - rss_100, RSS_BOUND_MIB * 1024,
+                                f"memory grew by more than {RSS_BOUND_MIB} MiB under load")
             st, metrics = su.request(s.port, "GET", "/metrics")
             batches = [l for l in metrics.splitlines() if l.startswith("linformer_batch_requests_count")]
             reqs = [l for l in metrics.splitlines() if l.startswith("linformer_batch_requests_sum")]
