@@ -1,4 +1,4 @@
-// linformer spectrum and linformer attention-map: looking inside a model (docs/analysis.md).
+// linformer spectrum, attention-map and curves: looking inside a model and a run (docs/analysis.md).
 #include <algorithm>
 #include <charconv>
 #include <filesystem>
@@ -188,6 +188,28 @@ void run_attention_map(const AttentionMapOptions& o, const ComputeOptions& globa
              lin ? "queries x projected keys" : "queries x keys", o.out, paths.size());
 }
 
+struct CurvesOptions {
+  std::string run, out;
+};
+
+CLI::App* add_curves_command(CLI::App& app, CurvesOptions& o) {
+  CLI::App* cmd = app.add_subcommand(
+      "curves", "SVG of a pretraining run's validation loss and masked-token accuracy against steps, with the "
+                "unigram baseline");
+  cmd->add_option("--run", o.run, "Pretraining run folder (or its metrics.jsonl)")->required()->type_name("PATH");
+  cmd->add_option("--out", o.out, "SVG file to write (default: curves.svg in the run folder)")->type_name("FILE");
+  return cmd;
+}
+
+void run_curves(const CurvesOptions& o) {
+  std::string out = o.out;
+  if (out.empty()) {
+    if (!fs::is_directory(o.run)) throw ConfigError("curves: --out is required when --run is not a folder");
+    out = (fs::path(o.run) / "curves.svg").string();
+  }
+  fmt::print("curves: {}\n", write_pretraining_curves(o.run, out));
+}
+
 }  // namespace
 
 void register_analysis(CLI::App& app, Context& ctx) {
@@ -195,6 +217,8 @@ void register_analysis(CLI::App& app, Context& ctx) {
   ctx.on_run(add_spectrum_command(app, *spectrum), [spectrum, &ctx] { run_spectrum(*spectrum, ctx.compute); });
   auto map = std::make_shared<AttentionMapOptions>();
   ctx.on_run(add_attention_map_command(app, *map), [map, &ctx] { run_attention_map(*map, ctx.compute); });
+  auto curves = std::make_shared<CurvesOptions>();
+  ctx.on_run(add_curves_command(app, *curves), [curves] { run_curves(*curves); });
 }
 
 }  // namespace linformer::app

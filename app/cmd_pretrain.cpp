@@ -40,6 +40,7 @@ struct FillMaskOptions {
 // linformer eval-mlm --model DIR --data V
 struct EvalMlmOptions {
   std::string model, data;
+  std::string baseline;  // training token file of the unigram baseline (optional)
   int seq_len = 0, batch_size = 16, max_batches = 0;
   uint64_t seed = 1;
   ComputeOptions compute;
@@ -71,6 +72,9 @@ CLI::App* add_pretrain_command(CLI::App& app, PretrainOptions& o) {
       ->capture_default_str()
       ->check(integer_at_least(1));
   cmd->add_option("--eval-batches", o.train.eval_batches, "Validation batches (0: the whole set)")
+      ->capture_default_str();
+  cmd->add_option("--mask-prob", o.train.mask_prob,
+                  "Share of training tokens to predict (validation always masks 0.15)")
       ->capture_default_str();
   add_run_settings_options(*cmd, o.train);
   cmd->add_option("--seed", o.train.seed, "Seed (initialisation, data order, masks, dropout)")->capture_default_str();
@@ -113,6 +117,10 @@ void run_pretrain(PretrainOptions& o, const ComputeOptions& global) {
                  std::exp(s.final_valid_loss));
     else
       fmt::print("pretrain: validation perplexity {:.2f}\n", std::exp(s.final_valid_loss));
+    fmt::print("pretrain: masked-token accuracy top-1 {:.2f}%, top-5 {:.2f}%; unigram baseline: perplexity {:.2f}, "
+               "top-1 {:.2f}%, top-5 {:.2f}%\n",
+               100 * s.final_valid_top1, 100 * s.final_valid_top5, std::exp(s.unigram_loss), 100 * s.unigram_top1,
+               100 * s.unigram_top5);
   }
   fmt::print("pretrain: model in {}\n", s.checkpoint);
 }
@@ -147,7 +155,7 @@ void run_fill_mask(const FillMaskOptions& o, const ComputeOptions& global) {
 }
 
 CLI::App* add_eval_mlm_command(CLI::App& app, EvalMlmOptions& o) {
-  CLI::App* cmd = app.add_subcommand("eval-mlm", "Masked-LM loss and perplexity of a model on a token file");
+  CLI::App* cmd = app.add_subcommand("eval-mlm", "Masked-LM loss, perplexity and masked-token accuracy of a model on a token file");
   cmd->add_option("--model", o.model, "Run folder (its latest checkpoint) or model file")->required()->type_name("PATH");
   cmd->add_option("--data", o.data, "Token file")->required()->type_name("FILE");
   cmd->add_option("--seq-len", o.seq_len, "Sequence length (0: the model's max_len)")
@@ -158,6 +166,9 @@ CLI::App* add_eval_mlm_command(CLI::App& app, EvalMlmOptions& o) {
       ->capture_default_str()
       ->check(integer_at_least(0));
   cmd->add_option("--seed", o.seed, "Seed of the (fixed) masks")->capture_default_str();
+  cmd->add_option("--baseline", o.baseline,
+                  "Training token file: also score its token frequencies (the unigram baseline) on the same tokens")
+      ->type_name("FILE");
   o.compute.declare(*cmd);
   return cmd;
 }
@@ -165,8 +176,13 @@ CLI::App* add_eval_mlm_command(CLI::App& app, EvalMlmOptions& o) {
 void run_eval_mlm(const EvalMlmOptions& o, const ComputeOptions& global) {
   o.compute.over(global).apply();
   const InferenceModel model = InferenceModel::from_model(load_trained_model(o.model));
-  const double loss = model.evaluate_mlm(o.data, o.seq_len, o.batch_size, o.max_batches, o.seed);
-  fmt::print("eval-mlm: loss {:.4f}, perplexity {:.3f}\n", loss, std::exp(loss));
+  const MlmEvaluation e = model.evaluate_mlm_scores(o.data, o.seq_len, o.batch_size, o.max_batches, o.seed, o.baseline);
+  fmt::print("eval-mlm: loss {:.4f}, perplexity {:.3f}\n", e.loss, std::exp(e.loss));
+  fmt::print("eval-mlm: masked-token accuracy top-1 {:.2f}%, top-5 {:.2f}% ({} masked tokens)\n", 100 * e.top1,
+             100 * e.top5, e.tokens);
+  if (!o.baseline.empty())
+    fmt::print("eval-mlm: unigram baseline ({}): perplexity {:.3f}, top-1 {:.2f}%, top-5 {:.2f}%\n", o.baseline,
+               std::exp(e.unigram_loss), 100 * e.unigram_top1, 100 * e.unigram_top5);
 }
 
 }  // namespace

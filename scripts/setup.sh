@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets up everything the project needs on Debian 12, then builds it (Release) into build/.
+# Sets up everything the project needs on Debian 12, then builds it (Release) into build/ and
+# installs the Python package for /usr/bin/python3 (`import linformer` from any folder).
 #
 #   bash scripts/setup.sh [--no-deps] [--build-dir DIR]
 #
@@ -24,6 +25,7 @@ PACKAGES=(
   libcli11-dev nlohmann-json3-dev libfmt-dev
   libgtest-dev libbenchmark-dev
   python3-torch python3-numpy
+  pybind11-dev python3-dev python3-pytest  # the Python package (python/, docs/python.md) and its tests
   libopenblas0-openmp  # the BLAS of Debian's torch (else the reference BLAS: ~60x slower matmuls)
   nodejs npm
   libopenmpi-dev openmpi-bin
@@ -112,7 +114,27 @@ say "configuring $BUILD_DIR (Release, Ninja)"
 cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release
 say "building with $JOBS jobs"
 cmake --build "$BUILD_DIR" -j "$JOBS"
-# --- 3. The browser test's driver (npm) ----------------------------------------------------
+
+# --- 3. The Python package ------------------------------------------------------------------
+# `cmake --install --component python` copies only the package (build/python/linformer/) into
+# /usr/local/lib/python3.X/dist-packages, a folder Debian's /usr/bin/python3 imports from.
+if [[ -d "$BUILD_DIR/python/linformer" ]]; then
+  PY_DIR="$(cmake -L -N "$BUILD_DIR" 2>/dev/null | sed -n 's/^LINFORMER_PYTHON_INSTALL_DIR:STRING=//p')"
+  PY_PREFIX="$(sed -n 's/^CMAKE_INSTALL_PREFIX:PATH=//p' "$BUILD_DIR/CMakeCache.txt")"
+  case "$PY_DIR" in /*) ;; *) PY_DIR="$PY_PREFIX/$PY_DIR" ;; esac
+  if mkdir -p "$PY_DIR" 2>/dev/null && [[ -w "$PY_DIR" ]]; then
+    say "installing the Python package into $PY_DIR"
+    cmake --install "$BUILD_DIR" --component python
+    (cd / && /usr/bin/python3 -c "import linformer; print('setup: import linformer works (version', linformer.__version__ + ')')")
+  else
+    say "not installing the Python package ($PY_DIR is not writable); run as root:"
+    say "  cmake --install $BUILD_DIR --component python"
+  fi
+else
+  say "the Python package was not built (pybind11-dev or python3-dev missing)"
+fi
+
+# --- 4. The browser test's driver (npm) ----------------------------------------------------
 # puppeteer-core (no browser download: it drives Debian's chromium) into BUILD/browser-test; the
 # test skips with a message without it, so a failure here (no network) is not fatal.
 if command -v npm >/dev/null 2>&1 && [[ ! -d "$BUILD_DIR/browser-test/node_modules/puppeteer-core" ]]; then

@@ -62,6 +62,25 @@ TEST_F(CliPretrain, TextToModelToFillMask) {
   const auto m = read_metrics(path("run/metrics.jsonl"));
   ASSERT_FALSE(m.empty());
   EXPECT_LT(m.back().at("valid_loss").get<double>(), m.front().at("valid_loss").get<double>());
+  // Every evaluation has the masked-token accuracies and the unigram baseline on the same tokens;
+  // the trained model guesses better than token frequencies do (at 40 steps:
+  // top-5 and perplexity; top-1 is then often still the most frequent piece).
+  for (const auto& j : m)
+    if (j.contains("valid_loss"))
+      for (const char* key : {"valid_top1", "valid_top5", "unigram_ppl", "unigram_top1", "unigram_top5"})
+        EXPECT_TRUE(j.contains(key)) << key << " missing in " << j.dump();
+  EXPECT_GT(m.back().at("valid_top5").get<double>(), m.back().at("unigram_top5").get<double>()) << m.back().dump();
+  EXPECT_LT(m.back().at("valid_ppl").get<double>(), m.back().at("unigram_ppl").get<double>()) << m.back().dump();
+  EXPECT_NE(r.output.find("masked-token accuracy top-1"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("unigram baseline: perplexity"), std::string::npos) << r.output;
+
+  // The curves of the run: loss and accuracy panels with the baseline.
+  const RunResult c = run("curves --run run");
+  ASSERT_EQ(c.code, 0) << c.output;
+  EXPECT_NE(c.output.find("run/curves.svg"), std::string::npos) << c.output;
+  const std::string svg = read("run/curves.svg");
+  for (const char* s : {"<svg", "Masked-token accuracy", "unigram top-1", "Validation loss", "unigram baseline"})
+    EXPECT_NE(svg.find(s), std::string::npos) << s;
 
   const RunResult f = run("fill-mask --model run --text 'the cat <mask> the bird .' --top-k 3 --threads 1");
   ASSERT_EQ(f.code, 0) << f.output;
@@ -71,6 +90,11 @@ TEST_F(CliPretrain, TextToModelToFillMask) {
   const RunResult e = run("eval-mlm --model run --data valid.tokens --seq-len 32 --max-batches 2 --threads 1");
   ASSERT_EQ(e.code, 0) << e.output;
   EXPECT_NE(e.output.find("perplexity"), std::string::npos) << e.output;
+  EXPECT_NE(e.output.find("masked-token accuracy top-1"), std::string::npos) << e.output;
+  const RunResult eb = run("eval-mlm --model run --data valid.tokens --seq-len 32 --max-batches 2 --threads 1 "
+                           "--baseline train.tokens");
+  ASSERT_EQ(eb.code, 0) << eb.output;
+  EXPECT_NE(eb.output.find("unigram baseline (train.tokens): perplexity"), std::string::npos) << eb.output;
   const RunResult e2 = run("eval-mlm --model run/ckpt-00000040/model.safetensors --data valid.tokens --seq-len 32 "
                            "--max-batches 2 --threads 1");
   ASSERT_EQ(e2.code, 0) << e2.output;

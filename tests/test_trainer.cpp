@@ -475,6 +475,8 @@ TEST(Trainer, BadInputIsRejectedBeforeAnythingIsWritten) {
       // The schedule's end and exponent (RunSettings, checked alike for fine-tuning).
       {[](TrainOptions& t) { t.end_lr = -1e-4f; }, "end_lr = -0.0001"},
       {[](TrainOptions& t) { t.power = 0; }, "power = 0"},
+      {[](TrainOptions& t) { t.mask_prob = 0; }, "mask_prob = 0"},
+      {[](TrainOptions& t) { t.mask_prob = 1; }, "mask_prob = 1"},
   };
   for (const Bad& b : bad) {
     o = small_options();
@@ -485,6 +487,29 @@ TEST(Trainer, BadInputIsRejectedBeforeAnythingIsWritten) {
   expect_throw<ConfigError>([&] { TrainOptions::from_json(json{{"stpes", 3}}); }, {"unknown key 'stpes'"});
   expect_throw<ConfigError>([&] { TrainOptions::from_json(json{{"lr", "fast"}}); }, {"'lr' has the wrong type"});
   expect_throw<ConfigError>([&] { TrainOptions::from_json(json::array({1, 2})); }, {"train options", "not a JSON object"});
+}
+
+// mask_prob: stored in train.json (a run written before it existed reads as 0.15), and a higher
+// one gives another run; evaluations mask 0.15 whatever the training rate.
+TEST(Trainer, MaskProbIsStoredAndUsed) {
+  Threads threads(1);
+  TempDir tmp("linformer_test_trainer_");
+  TrainOptions o = small_options();
+  o.steps = 4;
+  o.eval_every = 4;
+  pretrain(tiny_config("linformer"), o, tmp / "a");
+  o.mask_prob = 0.4f;
+  pretrain(tiny_config("linformer"), o, tmp / "b");
+  const json ja = json::parse(read_bytes(tmp / "a/train.json")), jb = json::parse(read_bytes(tmp / "b/train.json"));
+  EXPECT_FLOAT_EQ(ja.at("mask_prob").get<float>(), 0.15f);
+  EXPECT_FLOAT_EQ(jb.at("mask_prob").get<float>(), 0.4f);
+  json old = ja;
+  old.erase("mask_prob");
+  EXPECT_FLOAT_EQ(TrainOptions::from_json(old).mask_prob, 0.15f);
+  const auto ma = read_metrics(tmp / "a/metrics.jsonl"), mb = read_metrics(tmp / "b/metrics.jsonl");
+  // Step 0 evaluates the same model on the same masks; the training losses differ.
+  EXPECT_EQ(ma.front().at("valid_loss"), mb.front().at("valid_loss"));
+  EXPECT_NE(train_losses(tmp / "a/metrics.jsonl"), train_losses(tmp / "b/metrics.jsonl"));
 }
 
 // The same options and seed give the same run; another seed gives another one.

@@ -49,4 +49,9 @@ std::vector<std::string> write_spectrum(const Spectrum& s, const std::string& pr
 // Returns the paths written.
 std::vector<std::string> write_attention_maps(Model& model, const std::vector<int32_t>& ids, const std::string& prefix);
 
+// The validation curves of a pretraining run (a run folder or its metrics.jsonl): loss, and the
+// masked-token accuracy top-1 / top-5, against steps, the unigram baseline as flat lines. Written
+// atomically to out_svg, which is returned. InputError for fewer than two evaluations.
+std::string write_pretraining_curves(const std::string& run, const std::string& out_svg);
+
 }  // namespace linformer

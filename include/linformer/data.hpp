@@ -110,4 +110,20 @@ class MlmBatcher {
   void make_order();
 };
 
+// The baseline a masked language model must beat: the token frequencies of a (training) token
+// file, which predict every masked token from its frequency alone, whatever the context.
+// Probabilities are add-one smoothed over the vocabulary, so every id has one.
+class UnigramBaseline {
+ public:
+  UnigramBaseline(const TokenFile& train, int vocab_size);  // InputError for an id outside the vocabulary
+  double log_prob(int32_t id) const { return log_prob_.at((size_t)id); }
+  // 0 for the most frequent id, 1 for the next, ... (ties: the lower id first), as a top-k guess ranks it.
+  int rank(int32_t id) const { return rank_.at((size_t)id); }
+  int vocab_size() const { return (int)rank_.size(); }
+
+ private:
+  std::vector<double> log_prob_;
+  std::vector<int> rank_;
+};
+
 }  // namespace linformer

@@ -74,11 +74,12 @@ struct FinetuneSummary {
 // folder is written: the options, the model or config, the task files (errors name file:line),
 // the tokenizer, and the sequence lengths (a sequence longer than the model's max_len is an
 // InputError naming file:line unless `truncate`). SIGINT/SIGTERM, NaN: as pretrain().
-FinetuneSummary finetune(const FinetuneOptions& opt, const std::string& out_dir);
+// `hooks`: optional (optimizer.hpp, RunHooks).
+FinetuneSummary finetune(const FinetuneOptions& opt, const std::string& out_dir, const RunHooks& hooks = {});
 // Continues the run in out_dir from its latest checkpoint (the task folder named in finetune.json
 // must still hold the same classes); steps > 0 sets a new total. Same losses as an uninterrupted
 // run with the same seed and thread count.
-FinetuneSummary resume_finetuning(const std::string& out_dir, int64_t steps = 0);
+FinetuneSummary resume_finetuning(const std::string& out_dir, int64_t steps = 0, const RunHooks& hooks = {});
 
 // balanced_class_weights, group_by_length and kLengthGroupBatches, the classification batches
 // (ClsBatcher), are in cls_batcher.hpp (the data floor).

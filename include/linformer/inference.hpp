@@ -35,6 +35,7 @@
 
 #include "linformer/config.hpp"
 #include "linformer/finetune.hpp"  // ClassifierEval
+#include "linformer/trainer.hpp"   // MlmEvaluation
 
 namespace linformer {
 
@@ -202,6 +203,10 @@ class InferenceModel {
   // Mean masked-LM loss over a token file with fixed masks from seed (max_batches 0: all).
   double evaluate_mlm(const std::string& token_file, int seq_len, int batch_size, int max_batches,
                       uint64_t seed) const;
+  // The same with the masked-token accuracies and, given a training token file, the unigram
+  // baseline of its token frequencies on the same tokens.
+  MlmEvaluation evaluate_mlm_scores(const std::string& token_file, int seq_len, int batch_size, int max_batches,
+                                    uint64_t seed, const std::string& baseline_tokens = "") const;
 
  private:
   struct Impl;

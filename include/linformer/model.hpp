@@ -105,6 +105,11 @@ class Model {
 
   // Backpropagates the last loss (forward_mlm or forward_cls), accumulating into params().grad.
   void backward();
+  // Backpropagates a gradient of the hidden states of the last forward (dhidden [B, n, d], the
+  // shape of hidden()), accumulating into params().grad: for a loss computed outside the model
+  // (the PyTorch module of the Python package). The same checks as backward(): Error after an
+  // inference-only forward, without a forward, or without a gradient block.
+  void backward_from_hidden(const float* dhidden);
 
   // Pointers into the last forward's buffers.
   const float* hidden() const;      // [B, n, d]
@@ -131,6 +136,7 @@ class Model {
 
  private:
   Model(const ModelConfig& cfg, const ParamTable* weights_of);
+  void encoder_backward();
   struct Impl;
   ModelConfig cfg_;
   ParamTable params_;

@@ -2,8 +2,11 @@
 // schedule (linear warm-up, then linear or polynomial decay), and global-norm gradient clipping.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include "linformer/params.hpp"
 
@@ -82,6 +85,19 @@ struct RunSettings {
 
   AdamWOptions adamw() const { return {lr, beta1, beta2, eps, weight_decay}; }
   Schedule schedule() const { return {lr, warmup, steps, end_lr, power}; }
+};
+
+// What a library caller (the Python package) may attach to a training run (pretrain,
+// resume_pretraining, finetune, resume_finetuning). Without hooks a run is exactly the same.
+struct RunHooks {
+  // Called at each log step (every log_every steps and at the last step) after the step's
+  // evaluation, if any, with the metrics.jsonl train line of the step ({"step", "train_loss", "lr",
+  // "grad_norm", "tokens_per_s", "elapsed_s", ...}) and, when the step also evaluated, the
+  // evaluation's fields ("valid_loss", "valid_accuracy", ...) merged in. Returning false stops the
+  // run as SIGINT does: a checkpoint of the step is saved and the summary says `interrupted`.
+  // An exception thrown here ends the run without that checkpoint and propagates. Under MPI it is
+  // called on every rank; the run stops when any rank's call returns false.
+  std::function<bool(const nlohmann::json& line)> on_progress;
 };
 
 // Scales all gradients so that their global L2 norm is at most max_norm (if max_norm > 0), as

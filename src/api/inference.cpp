@@ -5,10 +5,12 @@
 #include <cmath>
 #include <cstring>
 #include <numeric>
+#include <optional>
 
 #include <fmt/format.h>
 
 #include "api/inference_impl.hpp"
+#include "linformer/data.hpp"
 #include "linformer/error.hpp"
 #include "linformer/finetune.hpp"
 #include "linformer/trainer.hpp"
@@ -393,6 +395,21 @@ double InferenceModel::evaluate_mlm(const std::string& token_file, int seq_len, 
   Impl::Lease w(im);
   return linformer::evaluate_mlm(*w, token_file, seq_len > 0 ? seq_len : im.cfg().max_len, batch_size, max_batches,
                                  seed);
+}
+
+MlmEvaluation InferenceModel::evaluate_mlm_scores(const std::string& token_file, int seq_len, int batch_size,
+                                                  int max_batches, uint64_t seed,
+                                                  const std::string& baseline_tokens) const {
+  const Impl& im = *impl_;
+  std::optional<UnigramBaseline> baseline;
+  if (!baseline_tokens.empty()) {
+    const TokenFile train(baseline_tokens);
+    baseline.emplace(train, im.cfg().vocab_size);
+  }
+  ThreadCount threads(im.threads);
+  Impl::Lease w(im);
+  return linformer::evaluate_mlm_scores(*w, token_file, seq_len > 0 ? seq_len : im.cfg().max_len, batch_size,
+                                        max_batches, seed, baseline ? &*baseline : nullptr);
 }
 
 }  // namespace linformer

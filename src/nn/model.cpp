@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 
 #include <fmt/format.h>
@@ -225,11 +226,32 @@ void Model::backward() {
   if (m.last_inference_only)
     throw Error("backward(): the last forward ran in inference-only mode (set_inference_only(false) before it)");
   if (!params_.has_grad()) throw Error("backward(): the model has no gradient block (an inference-only model)");
+  float* dx = grow(m.dx, (size_t)m.batch.B * m.batch.n * cfg_.d_model);  // gradient w.r.t. the current layer's output
+  m.head_backward(dx);
+  encoder_backward();
+}
+
+void Model::backward_from_hidden(const float* dhidden) {
+  Impl& m = *impl_;
+  if (m.batch.B == 0) throw Error("backward_from_hidden() called without a preceding forward");
+  if (m.last_inference_only)
+    throw Error("backward_from_hidden(): the last forward ran in inference-only mode (set_inference_only(false) "
+                "before it)");
+  if (!params_.has_grad())
+    throw Error("backward_from_hidden(): the model has no gradient block (an inference-only model)");
+  const size_t Td = (size_t)m.batch.B * m.batch.n * cfg_.d_model;
+  float* dx = grow(m.dx, Td);
+  std::memcpy(dx, dhidden, Td * sizeof(float));
+  encoder_backward();
+}
+
+// The layers and embeddings of backward, from the gradient w.r.t. the last layer's output in m.dx.
+void Model::encoder_backward() {
+  Impl& m = *impl_;
   const int d = cfg_.d_model, B = m.batch.B, n = m.batch.n, T = B * n;
   const size_t Td = (size_t)T * d;
   ParamTable& pt = params_;
-  float* dx = grow(m.dx, Td);  // gradient w.r.t. the current layer's output
-  m.head_backward(dx);
+  float* dx = m.dx.data();
   for (int l = cfg_.n_layers - 1; l >= 0; --l) {
     const float* x = l == 0 ? m.x0.data() : m.acts[l - 1].out.data();
     layer_backward(m.ctx, m.layers[l], *m.attn[l], m.acts[l], x, dx, m.layer_grads);

@@ -184,9 +184,9 @@ class ClsTask final : public TrainTask {
 };
 
 FinetuneSummary run_finetuning(Model& model, AdamW& opt, const FinetuneOptions& o, const fs::path& dir,
-                               const TaskInputs& in, LoopState st) {
+                               const TaskInputs& in, LoopState st, const RunHooks& hooks) {
   ClsTask task(model.config(), o, dir, in);
-  const LoopResult r = run_training(model, opt, o, task, dir, st);
+  const LoopResult r = run_training(model, opt, o, task, dir, st, hooks);
   FinetuneSummary sum;
   const double nan = std::nan("");
   sum.steps_done = r.steps_done;
@@ -212,7 +212,7 @@ std::string pretrained_file(const std::string& path) {
 
 }  // namespace
 
-FinetuneSummary finetune(const FinetuneOptions& opt, const std::string& out_dir) {
+FinetuneSummary finetune(const FinetuneOptions& opt, const std::string& out_dir, const RunHooks& hooks) {
   opt.validate();
   const fs::path dir(out_dir);
   if (fs::exists(dir / "latest"))
@@ -266,10 +266,10 @@ FinetuneSummary finetune(const FinetuneOptions& opt, const std::string& out_dir)
     fs::remove(dir / "metrics.jsonl");
   }
   AdamW adam(model.params(), o.adamw());
-  return run_finetuning(model, adam, o, dir, in, LoopState{});
+  return run_finetuning(model, adam, o, dir, in, LoopState{}, hooks);
 }
 
-FinetuneSummary resume_finetuning(const std::string& out_dir, int64_t steps) {
+FinetuneSummary resume_finetuning(const std::string& out_dir, int64_t steps, const RunHooks& hooks) {
   const fs::path dir(out_dir);
   const std::string ckpt = latest_checkpoint(out_dir);
   const auto cfg = read_run_json<ModelConfig>(dir / "config.json");
@@ -289,7 +289,7 @@ FinetuneSummary resume_finetuning(const std::string& out_dir, int64_t steps) {
   const LoopState st = load_loop_state(ckpt, model, adam, kFinetuneStateKeys);
   if (set_resumed_total(out_dir, st.step, steps, o.steps) && dist::world().is_root())
     core::write_file_atomic(dir / "finetune.json", o.to_json().dump(2) + "\n");
-  return run_finetuning(model, adam, o, dir, in, st);
+  return run_finetuning(model, adam, o, dir, in, st, hooks);
 }
 
 }  // namespace linformer

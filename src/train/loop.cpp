@@ -37,7 +37,7 @@ LoopState load_loop_state(const fs::path& ckpt, Model& model, AdamW& opt, StateK
 }
 
 LoopResult run_training(Model& model, AdamW& opt, const RunSettings& o, TrainTask& task, const fs::path& dir,
-                        LoopState st) {
+                        LoopState st, const RunHooks& hooks) {
   const dist::Communicator& comm = dist::world();
   const bool root = comm.is_root();
   task.seek(st.data);
@@ -134,8 +134,10 @@ LoopResult run_training(Model& model, AdamW& opt, const RunSettings& o, TrainTas
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double tps = tokens / std::max(secs, 1e-9);
     progress.update(st.step, loss, lr, tps);
-    if (st.step % o.log_every == 0 || st.step == o.steps) {
-      json line{{"step", st.step}, {"train_loss", loss}, {"lr", lr}, {"grad_norm", gnorm},
+    const bool log_step = st.step % o.log_every == 0 || st.step == o.steps;
+    json line;
+    if (log_step) {
+      line = json{{"step", st.step}, {"train_loss", loss}, {"lr", lr}, {"grad_norm", gnorm},
                 {"tokens_per_s", tps}, {"elapsed_s", secs}};
       task.describe_position(line);
       if (comm.size() > 1) {
@@ -151,7 +153,18 @@ LoopResult run_training(Model& model, AdamW& opt, const RunSettings& o, TrainTas
       log(eval_line(st.step, *res.last));
       progress.message(fmt::format("step {}: {}", st.step, res.last->message));
     }
-    const bool stop = step_sums[2] > 0;  // a signal reached one of the ranks
+    bool hook_stop = false;  // the caller's progress hook asked to stop
+    if (hooks.on_progress && log_step) {
+      json report = line;
+      if (res.evaluated_last_step) report.update(res.last->metrics);
+      hook_stop = !hooks.on_progress(report);
+      if (comm.size() > 1) {  // every rank takes the same decision
+        double v = hook_stop ? 1.0 : 0.0;
+        comm.allreduce_sum(&v, 1);
+        hook_stop = v > 0;
+      }
+    }
+    const bool stop = step_sums[2] > 0 || hook_stop;  // a signal reached one of the ranks, or the hook said so
     if (st.step % o.save_every == 0 || st.step == o.steps || stop) {
       save();
       saved_at_end = st.step == o.steps || stop;

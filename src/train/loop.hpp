@@ -21,6 +21,7 @@ namespace linformer {
 
 class AdamW;
 class Model;
+struct RunHooks;
 struct RunSettings;
 
 // What the loop carries between steps; a checkpoint's state.json holds it.
@@ -112,8 +113,9 @@ struct LoopResult {
 // Runs the steps st.step + 1 .. o.steps of a run in `dir` (docs/training.md, docs/distributed.md).
 // Data parallelism: every rank runs this loop on its slice of each batch; gradients and the step's
 // scalars are summed over the ranks, so every rank takes the same decisions (NaN stop, clipping,
-// signals) and applies the same update. Only rank 0 writes.
+// signals) and applies the same update. Only rank 0 writes. `hooks` (optimizer.hpp): the caller's
+// progress callback, called at each log step; false from it stops the run as a signal does.
 LoopResult run_training(Model& model, AdamW& opt, const RunSettings& o, TrainTask& task,
-                        const std::filesystem::path& dir, LoopState st);
+                        const std::filesystem::path& dir, LoopState st, const RunHooks& hooks);
 
 }  // namespace linformer

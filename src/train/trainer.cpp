@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <optional>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -28,7 +29,8 @@ namespace linformer {
 
 json TrainOptions::to_json() const {
   json j{{"train_tokens", train_tokens}, {"valid_tokens", valid_tokens}, {"tokenizer", tokenizer},
-         {"batch_size", batch_size}, {"accum", accum}, {"seq_len", seq_len}, {"eval_batches", eval_batches}};
+         {"batch_size", batch_size}, {"accum", accum}, {"seq_len", seq_len}, {"eval_batches", eval_batches},
+         {"mask_prob", mask_prob}};
   add_run_settings(j, *this);
   return j;
 }
@@ -44,6 +46,7 @@ TrainOptions TrainOptions::from_json(const json& j) {
   read_option(j, what, "accum", o.accum);
   read_option(j, what, "seq_len", o.seq_len);
   read_option(j, what, "eval_batches", o.eval_batches);
+  read_option(j, what, "mask_prob", o.mask_prob);  // absent in runs written before it existed: 0.15
   o.validate();
   return o;
 }
@@ -57,6 +60,7 @@ void TrainOptions::validate() const {
   if (accum < 1) bad("accum", accum, "must be at least 1");
   if (seq_len < 0 || seq_len == 1 || seq_len == 2) bad("seq_len", seq_len, "must be 0 (max_len) or at least 3");
   if (eval_batches < 0) bad("eval_batches", eval_batches, "must be >= 0");
+  if (!(mask_prob > 0 && mask_prob < 1)) bad("mask_prob", mask_prob, "must be in (0, 1)");
 }
 
 // ---------------------------------------------------------------- the MLM task
@@ -79,18 +83,29 @@ int check_run_inputs(const ModelConfig& cfg, const TrainOptions& o) {
   return seq_len;
 }
 
-// Mean MLM loss over the first max_batches batches of batch_size x comm.size() sequences of a
-// token file (fixed masks from seed, eval mode); each rank evaluates its slice of every batch.
-double evaluate_mlm_on(const dist::Communicator& comm, Model& model, const std::string& tokens, int seq_len,
-                       int batch_size, int max_batches, uint64_t seed) {
+// Where `label` ranks among a row of logits: how many tokens are more probable (ties: the lower id first).
+int rank_of(const float* logits, int vocab, int32_t label) {
+  const float l = logits[label];
+  int above = 0;
+  for (int v = 0; v < vocab; ++v) above += logits[v] > l || (logits[v] == l && v < label);
+  return above;
+}
+
+// MLM scores over the first max_batches batches of batch_size x comm.size() sequences of a token
+// file (fixed masks from seed, eval mode); each rank evaluates its slice of every batch.
+MlmEvaluation evaluate_mlm_on(const dist::Communicator& comm, Model& model, const std::string& tokens, int seq_len,
+                              int batch_size, int max_batches, uint64_t seed, const UnigramBaseline* baseline) {
   TokenFile file(tokens);
-  if (file.max_id() >= model.config().vocab_size)
-    throw InputError(fmt::format("{}: token id {} is outside the model's vocabulary ({})", tokens, file.max_id(),
-                                 model.config().vocab_size));
+  const int V = model.config().vocab_size;
+  if (file.max_id() >= V)
+    throw InputError(fmt::format("{}: token id {} is outside the model's vocabulary ({})", tokens, file.max_id(), V));
+  if (baseline && baseline->vocab_size() != V)
+    throw ConfigError(fmt::format("unigram baseline: its vocabulary ({}) is not the model's ({})",
+                                  baseline->vocab_size(), V));
   MlmOptions mo;
   mo.seq_len = seq_len;
   mo.batch_size = batch_size;
-  mo.vocab_size = model.config().vocab_size;
+  mo.vocab_size = V;
   mo.seed = seed;
   mo.shuffle = false;
   mo.shards = comm.size();
@@ -101,18 +116,42 @@ double evaluate_mlm_on(const dist::Communicator& comm, Model& model, const std::
   InferenceScope inference(model);
   Batch batch;
   std::vector<int32_t> labels;
-  double sums[2] = {0, 0};  // loss summed over the labelled tokens, their count
+  // Sums over the labelled tokens: model loss, top-1, top-5 hits, count, then the baseline's three.
+  double sums[7] = {0, 0, 0, 0, 0, 0, 0};
   for (size_t i = 0; i < nb; ++i) {
     batcher.next(batch, labels);
-    long c = 0;
-    for (int32_t l : labels) c += l != kIgnoreIndex;
+    std::vector<int32_t> targets;
+    for (int32_t l : labels)
+      if (l != kIgnoreIndex) targets.push_back(l);
+    const long c = (long)targets.size();
     if (c == 0) continue;
     sums[0] += (double)model.forward_mlm(batch, labels) * c;  // weight by labelled tokens
-    sums[1] += (double)c;
+    const float* logits = model.mlm_logits();                // [c, V]: the labelled rows in order
+    for (long r = 0; r < c; ++r) {
+      const int rank = rank_of(logits + (size_t)r * V, V, targets[(size_t)r]);
+      sums[1] += rank == 0;
+      sums[2] += rank < 5;
+      if (baseline) {
+        sums[4] -= baseline->log_prob(targets[(size_t)r]);
+        sums[5] += baseline->rank(targets[(size_t)r]) == 0;
+        sums[6] += baseline->rank(targets[(size_t)r]) < 5;
+      }
+    }
+    sums[3] += (double)c;
   }
-  comm.allreduce_sum(sums, 2);
-  if (sums[1] == 0) throw InputError(fmt::format("{}: no tokens to evaluate", tokens));
-  return sums[0] / sums[1];
+  comm.allreduce_sum(sums, 7);
+  if (sums[3] == 0) throw InputError(fmt::format("{}: no tokens to evaluate", tokens));
+  MlmEvaluation e;
+  e.loss = sums[0] / sums[3];
+  e.top1 = sums[1] / sums[3];
+  e.top5 = sums[2] / sums[3];
+  e.tokens = (int64_t)sums[3];
+  if (baseline) {
+    e.unigram_loss = sums[4] / sums[3];
+    e.unigram_top1 = sums[5] / sums[3];
+    e.unigram_top5 = sums[6] / sums[3];
+  }
+  return e;
 }
 
 // Pretraining as a task of the training loop (loop.hpp): masked-token batches of the train token
@@ -126,6 +165,7 @@ class MlmTask final : public TrainTask {
           mo.batch_size = o.batch_size;
           mo.vocab_size = cfg.vocab_size;
           mo.seed = o.seed;
+          mo.mask_prob = o.mask_prob;
           mo.shards = dist::world().size();
           mo.shard = dist::world().rank();
           return mo;
@@ -143,10 +183,22 @@ class MlmTask final : public TrainTask {
     return model.forward_mlm(mb.batch, mb.labels, normaliser);
   }
   Evaluation evaluate(Model& model) override {
-    const double vl =
-        evaluate_mlm_on(dist::world(), model, o_.valid_tokens, seq_len_, o_.batch_size, o_.eval_batches, o_.seed + 1);
-    return {json{{"valid_loss", vl}, {"valid_ppl", std::exp(vl)}},
-            fmt::format("validation loss {:.4f}, perplexity {:.2f}", vl, std::exp(vl)), vl, std::nan("")};
+    if (!baseline_) baseline_.emplace(train_file_, model.config().vocab_size);  // once, on first use
+    const MlmEvaluation e = evaluate_mlm_on(dist::world(), model, o_.valid_tokens, seq_len_, o_.batch_size,
+                                            o_.eval_batches, o_.seed + 1, &*baseline_);
+    const double vl = e.loss;
+    return {json{{"valid_loss", vl},
+                 {"valid_ppl", std::exp(vl)},
+                 {"valid_top1", e.top1},
+                 {"valid_top5", e.top5},
+                 {"unigram_ppl", std::exp(e.unigram_loss)},
+                 {"unigram_top1", e.unigram_top1},
+                 {"unigram_top5", e.unigram_top5}},
+            fmt::format("validation loss {:.4f}, perplexity {:.2f}, masked top-1 {:.1f}% top-5 {:.1f}% (unigram: "
+                        "perplexity {:.0f}, top-1 {:.1f}%)",
+                        vl, std::exp(vl), 100 * e.top1, 100 * e.top5, std::exp(e.unigram_loss),
+                        100 * e.unigram_top1),
+            vl, std::nan("")};
   }
 
  private:
@@ -154,17 +206,27 @@ class MlmTask final : public TrainTask {
   const int seq_len_;
   TokenFile train_file_;
   MlmBatcher batcher_;
+  std::optional<UnigramBaseline> baseline_;  // the train file's token frequencies
 };
 
-TrainSummary run_pretraining(Model& model, AdamW& opt, const TrainOptions& o, const fs::path& dir, LoopState st) {
+TrainSummary run_pretraining(Model& model, AdamW& opt, const TrainOptions& o, const fs::path& dir, LoopState st,
+                             const RunHooks& hooks) {
   MlmTask task(model.config(), o);
-  const LoopResult r = run_training(model, opt, o, task, dir, st);
+  const LoopResult r = run_training(model, opt, o, task, dir, st, hooks);
   TrainSummary sum;
   sum.steps_done = r.steps_done;
   sum.initial_valid_loss = r.initial ? r.initial->loss : std::nan("");
   // The last evaluation of this call, even when an interrupted run stopped steps after it
   // (fine-tuning reports NaN then; kept as pretraining has always done).
   sum.final_valid_loss = r.last ? r.last->loss : std::nan("");
+  if (r.last) {
+    const json& m = r.last->metrics;
+    sum.final_valid_top1 = m.at("valid_top1").get<double>();
+    sum.final_valid_top5 = m.at("valid_top5").get<double>();
+    sum.unigram_loss = std::log(m.at("unigram_ppl").get<double>());
+    sum.unigram_top1 = m.at("unigram_top1").get<double>();
+    sum.unigram_top5 = m.at("unigram_top5").get<double>();
+  }
   sum.seconds = r.seconds;
   sum.tokens_per_second = r.tokens_per_second;
   sum.checkpoint = r.checkpoint;
@@ -185,11 +247,17 @@ std::unique_ptr<Model> load_trained_model(const std::string& path) {
 
 double evaluate_mlm(Model& model, const std::string& tokens, int seq_len, int batch_size, int max_batches,
                     uint64_t seed) {
-  const dist::Communicator single_process;
-  return evaluate_mlm_on(single_process, model, tokens, seq_len, batch_size, max_batches, seed);
+  return evaluate_mlm_scores(model, tokens, seq_len, batch_size, max_batches, seed).loss;
 }
 
-TrainSummary pretrain(const ModelConfig& cfg, const TrainOptions& opt, const std::string& out_dir) {
+MlmEvaluation evaluate_mlm_scores(Model& model, const std::string& tokens, int seq_len, int batch_size,
+                                  int max_batches, uint64_t seed, const UnigramBaseline* baseline) {
+  const dist::Communicator single_process;
+  return evaluate_mlm_on(single_process, model, tokens, seq_len, batch_size, max_batches, seed, baseline);
+}
+
+TrainSummary pretrain(const ModelConfig& cfg, const TrainOptions& opt, const std::string& out_dir,
+                      const RunHooks& hooks) {
   opt.validate();
   cfg.validate();
   const fs::path dir(out_dir);
@@ -219,10 +287,10 @@ TrainSummary pretrain(const ModelConfig& cfg, const TrainOptions& opt, const std
   Model model(cfg);
   model.init(o.seed);
   AdamW adam(model.params(), o.adamw());
-  return run_pretraining(model, adam, o, dir, LoopState{});
+  return run_pretraining(model, adam, o, dir, LoopState{}, hooks);
 }
 
-TrainSummary resume_pretraining(const std::string& out_dir, int64_t steps) {
+TrainSummary resume_pretraining(const std::string& out_dir, int64_t steps, const RunHooks& hooks) {
   const fs::path dir(out_dir);
   const std::string ckpt = latest_checkpoint(out_dir);
   const auto cfg = read_run_json<ModelConfig>(dir / "config.json");
@@ -233,7 +301,7 @@ TrainSummary resume_pretraining(const std::string& out_dir, int64_t steps) {
   const LoopState st = load_loop_state(ckpt, model, adam, kPretrainStateKeys);
   if (set_resumed_total(out_dir, st.step, steps, o.steps) && dist::world().is_root())
     core::write_file_atomic(dir / "train.json", o.to_json().dump(2) + "\n");
-  return run_pretraining(model, adam, o, dir, st);
+  return run_pretraining(model, adam, o, dir, st, hooks);
 }
 
 }  // namespace linformer
