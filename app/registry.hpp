@@ -65,11 +65,12 @@ void register_bench(CLI::App& app, Context& ctx);         // bench
 void register_finetuning(CLI::App& app, Context& ctx);    // finetune, eval, predict
 void register_analysis(CLI::App& app, Context& ctx);      // spectrum, attention-map
 void register_convert(CLI::App& app, Context& ctx);       // convert (runs tools/convert, a Python tool)
+void register_serve(CLI::App& app, Context& ctx);         // serve
 using Registrar = void (*)(CLI::App&, Context&);
 inline constexpr Registrar kCommands[] = {register_init,        register_forward, register_data,
                                           register_tokenizer,   register_pretraining, register_task,
                                           register_bench,       register_finetuning,  register_analysis,
-                                          register_convert};
+                                          register_convert,     register_serve};
 
 // Option helpers several subcommands use (common.cpp).
 

@@ -30,6 +30,8 @@ PACKAGES=(
   nodejs npm
   libopenmpi-dev openmpi-bin
   dataset-fashion-mnist gzip
+  libcpp-httplib-dev prometheus-cpp-dev  # `linformer serve`: HTTP server, Prometheus metrics
+  chromium  # the server's page tested in a real browser (tests/serve/test_serve_browser.py)
 )
 
 say() { printf 'setup: %s\n' "$*"; }
@@ -130,5 +132,15 @@ if [[ -d "$BUILD_DIR/python/linformer" ]]; then
   fi
 else
   say "the Python package was not built (pybind11-dev or python3-dev missing)"
+fi
+
+# --- 4. The browser test's driver (npm) ----------------------------------------------------
+# puppeteer-core (no browser download: it drives Debian's chromium) into BUILD/browser-test; the
+# test skips with a message without it, so a failure here (no network) is not fatal.
+if command -v npm >/dev/null 2>&1 && [[ ! -d "$BUILD_DIR/browser-test/node_modules/puppeteer-core" ]]; then
+  say "installing puppeteer-core into $BUILD_DIR/browser-test (the page's browser test)"
+  mkdir -p "$BUILD_DIR/browser-test"
+  (cd "$BUILD_DIR/browser-test" && npm install --no-audit --no-fund puppeteer-core@25) ||
+    say "npm install puppeteer-core failed: the browser test (ctest -R serve_browser) will be skipped"
 fi
 say "done: $BUILD_DIR/linformer"
