@@ -1,4 +1,4 @@
-// linformer bench: the command line of the benchmark suite (bench/suite.hpp, docs/BENCHMARKS.md),
+// linformer bench: the command line of the benchmark suite (include/linformer/bench.hpp, docs/BENCHMARKS.md),
 // including the hidden options of the child process that each measurement runs in.
 #include <memory>
 #include <string>
@@ -6,7 +6,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "bench/suite.hpp"
+#include "linformer/bench.hpp"
 #include "linformer/config.hpp"
 #include "registry.hpp"
 

@@ -1,4 +1,4 @@
-// linformer serve: the HTTP inference server (serve/server.hpp, docs/serving.md). This file only
+// linformer serve: the HTTP inference server (include/linformer/serve.hpp, docs/serving.md). This file only
 // declares the options; the server is its own library (linformer_serve_lib).
 #include <memory>
 #include <string>
@@ -7,7 +7,7 @@
 #include <CLI/CLI.hpp>
 
 #include "registry.hpp"
-#include "serve/server.hpp"
+#include "linformer/serve.hpp"
 
 namespace linformer::app {
 

@@ -1,4 +1,4 @@
-// Inside the benchmark suite (bench/suite.hpp): the child-process measurement harness and the
+// Inside the benchmark suite (include/linformer/bench.hpp): the child-process measurement harness and the
 // helpers every table uses (bench/harness.cpp), and the tables themselves (bench/tables.cpp,
 // bench/jobs.cpp). Not part of the library's API.
 #pragma once
@@ -12,7 +12,7 @@
 #include "linformer/batch.hpp"
 #include "linformer/config.hpp"
 #include "linformer/precision.hpp"
-#include "suite.hpp"
+#include "linformer/bench.hpp"
 
 namespace linformer::bench {
 

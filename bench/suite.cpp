@@ -1,5 +1,5 @@
-// bench/suite.hpp: the child side of one measurement, and the suite of tables.
-#include "suite.hpp"
+// include/linformer/bench.hpp: the child side of one measurement, and the suite of tables.
+#include "linformer/bench.hpp"
 
 #include <thread>
 

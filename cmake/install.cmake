@@ -1,5 +1,5 @@
 # Installing the library (`cmake --install build --prefix DIR`; docs/library.md):
-#   DIR/include/linformer/*.hpp          the public API (datasets.hpp, the tools beside it, excepted)
+#   DIR/include/linformer/*.hpp          the public API (datasets.hpp, bench.hpp and serve.hpp, the tools beside it, excepted)
 #   DIR/lib/liblinformer.so.X.Y.Z, .a    shared and static library
 #   DIR/lib/cmake/linformer/             find_package(linformer CONFIG) -> linformer::linformer (shared)
 #   DIR/lib/pkgconfig/linformer.pc       pkg-config --cflags --libs [--static] linformer
@@ -26,6 +26,9 @@ endif()
 
 file(GLOB _lf_public_headers ${PROJECT_SOURCE_DIR}/include/linformer/*.hpp)
 list(REMOVE_ITEM _lf_public_headers ${PROJECT_SOURCE_DIR}/include/linformer/datasets.hpp)
+foreach(h IN LISTS LINFORMER_CLIENT_HEADERS)  # the bench suite's and the server's: their libraries are not installed
+  list(REMOVE_ITEM _lf_public_headers ${PROJECT_SOURCE_DIR}/include/linformer/${h})
+endforeach()
 install(FILES ${_lf_public_headers} DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/linformer)
 install(TARGETS linformer_shared EXPORT linformerTargets
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})

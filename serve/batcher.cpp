@@ -47,12 +47,7 @@ void Batcher::admit() {
   metrics_.in_flight(in_flight_);
 }
 
-std::future<BatchResult> Batcher::submit(const BatchKey& key, std::vector<std::vector<int32_t>> ids) {
-  auto r = std::make_shared<Request>();
-  r->key = key;
-  for (const auto& s : ids) r->tokens += (long long)s.size();
-  r->ids = std::move(ids);
-  auto fut = r->result.get_future();
+void Batcher::enqueue(std::shared_ptr<Request> r) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     admit();
@@ -60,6 +55,15 @@ std::future<BatchResult> Batcher::submit(const BatchKey& key, std::vector<std::v
     metrics_.queue_depth((int)queue_.size());
   }
   cv_.notify_one();
+}
+
+std::future<BatchResult> Batcher::submit(const BatchKey& key, std::vector<std::vector<int32_t>> ids) {
+  auto r = std::make_shared<Request>();
+  r->key = key;
+  for (const auto& s : ids) r->tokens += (long long)s.size();
+  r->ids = std::move(ids);
+  auto fut = r->result.get_future();
+  enqueue(std::move(r));
   return fut;
 }
 
@@ -68,13 +72,7 @@ std::future<void> Batcher::submit_task(std::function<void()> task) {
   r->is_task = true;
   r->task = std::move(task);
   auto fut = r->task_done.get_future();
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    admit();
-    queue_.push_back(std::move(r));
-    metrics_.queue_depth((int)queue_.size());
-  }
-  cv_.notify_one();
+  enqueue(std::move(r));
   return fut;
 }
 

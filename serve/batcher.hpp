@@ -60,6 +60,7 @@ class Batcher {
   void loop();
   void run_batch(std::vector<std::shared_ptr<Request>>& group);
   void admit();    // under mu_: throws 429/503
+  void enqueue(std::shared_ptr<Request> r);  // admit(), then queue it and wake the compute thread
   void finished(int n);
 
   const InferenceModel& model_;

@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "linformer/inference.hpp"
-#include "options.hpp"
+#include "linformer/serve.hpp"  // ServeOptions
 
 namespace linformer::serve {
 

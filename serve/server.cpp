@@ -1,7 +1,7 @@
-// The HTTP side of `linformer serve` (server.hpp): cpp-httplib's server, the routes connected to
+// The HTTP side of `linformer serve` (include/linformer/serve.hpp): cpp-httplib's server, the routes connected to
 // Routes, authentication, errors as JSON, metrics per request, the model loaded in the
 // background and the shutdown on a signal.
-#include "server.hpp"
+#include "linformer/serve.hpp"
 
 #include <pthread.h>
 #include <signal.h>

@@ -3,9 +3,15 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace linformer {
+
+// Byte offset of the first invalid UTF-8 sequence in s (overlong forms, surrogates and code points
+// past U+10FFFF included), or std::string_view::npos when s is valid UTF-8: the check every text
+// input of the library goes through, for clients that must tell bad text apart before calling it.
+size_t find_invalid_utf8(std::string_view s);
 
 // Special tokens, the same ids in every tokenizer this tool trains (docs/data.md).
 constexpr int32_t kPadId = 0;   // <pad>

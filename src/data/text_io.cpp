@@ -44,6 +44,33 @@ std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs) {
   return files;
 }
 
+
+LineReader::LineReader(const std::string& path) : path_(path), in_(path, std::ios::binary) {
+  if (!in_) throw IoError(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
+}
+
+bool LineReader::next(std::string& line) {
+  if (!std::getline(in_, line)) {
+    if (in_.bad()) throw IoError(fmt::format("{}: read error after line {}", path_, line_no_));
+    return false;
+  }
+  ++line_no_;
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  const size_t bad = find_invalid_utf8(line);
+  if (bad != std::string_view::npos)
+    throw InputError(fmt::format("{}:{}: invalid UTF-8 (byte 0x{:02X} at column {}); convert the file to UTF-8",
+                                 path_, line_no_, (unsigned)(unsigned char)line[bad], bad + 1));
+  return true;
+}
+
+bool is_blank(std::string_view line) {
+  return line.find_first_not_of(" \t") == std::string_view::npos;
+}
+
+}  // namespace linformer::data_detail
+
+namespace linformer {
+
 size_t find_invalid_utf8(std::string_view s) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const size_t n = s.size();
@@ -74,26 +101,4 @@ size_t find_invalid_utf8(std::string_view s) {
   return std::string_view::npos;
 }
 
-LineReader::LineReader(const std::string& path) : path_(path), in_(path, std::ios::binary) {
-  if (!in_) throw IoError(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
-}
-
-bool LineReader::next(std::string& line) {
-  if (!std::getline(in_, line)) {
-    if (in_.bad()) throw IoError(fmt::format("{}: read error after line {}", path_, line_no_));
-    return false;
-  }
-  ++line_no_;
-  if (!line.empty() && line.back() == '\r') line.pop_back();
-  const size_t bad = find_invalid_utf8(line);
-  if (bad != std::string_view::npos)
-    throw InputError(fmt::format("{}:{}: invalid UTF-8 (byte 0x{:02X} at column {}); convert the file to UTF-8",
-                                 path_, line_no_, (unsigned)(unsigned char)line[bad], bad + 1));
-  return true;
-}
-
-bool is_blank(std::string_view line) {
-  return line.find_first_not_of(" \t") == std::string_view::npos;
-}
-
-}  // namespace linformer::data_detail
+}  // namespace linformer

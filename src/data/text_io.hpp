@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/fs.hpp"  // core::AtomicFile, which the data writers use
+#include "linformer/tokenizer.hpp"  // find_invalid_utf8
 
 namespace linformer::data_detail {
 
@@ -16,8 +17,8 @@ namespace linformer::data_detail {
 // hidden files skipped), sorted by path. Throws IoError for a missing path or no files at all.
 std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs);
 
-// Byte offset of the first invalid UTF-8 sequence in s, or npos when s is valid UTF-8.
-size_t find_invalid_utf8(std::string_view s);
+// The UTF-8 check (include/linformer/tokenizer.hpp), under the name the data code uses.
+using linformer::find_invalid_utf8;
 
 // Reads one text file line by line ('\n' or "\r\n"); every line is checked to be UTF-8
 // (InputError naming the file, line and byte otherwise).

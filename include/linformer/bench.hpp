@@ -2,7 +2,8 @@
 // the paper's Table 3 (inference speed and memory of Linformer against full and tiled exact
 // attention), a training-step benchmark, the bf16 mode against float32 (speed and logit error),
 // thread scaling and the largest trainable n. Built as a small library on the public API only
-// (include/linformer/), linked by the `linformer` program, whose `bench` subcommand
+// (include/linformer/; its sources in bench/, linformer_bench_lib, beside liblinformer and not
+// installed with it), linked by the `linformer` program, whose `bench` subcommand
 // (app/cmd_bench.cpp) declares these options.
 //
 // Every measurement of a model runs in a child process: the running program again, as

@@ -1,11 +1,22 @@
-// The options and limits of `linformer serve` (docs/serving.md, "Limits"): the defaults are
-// text-embeddings-inference's where it has one (2 MB body, 32 inputs per request, 16,384 batch
-// tokens, 512 requests at once).
+// `linformer serve`: an HTTP/1.1 + JSON inference server on the public inference API
+// (docs/serving.md). cpp-httplib (Debian's libcpp-httplib-dev, what llama.cpp's server uses)
+// serves the connections on a pool of --http-threads threads; the model's computations all go
+// through one Batcher (serve/batcher.hpp), whose compute thread owns the cores.
+//
+// Life cycle: bind (port 0: a free one) and print "serve: listening on http://HOST:PORT"; load
+// the model in the background (GET /health and the model routes answer 503 until it is loaded);
+// serve until SIGTERM or SIGINT; then stop accepting, finish the requests in flight and return.
+//
+// This header is the server's door for its clients (the `linformer serve` command); the server is
+// a library of its own beside liblinformer (linformer_serve_lib, serve/), not installed with it.
+// The options and limits (docs/serving.md, "Limits"): the defaults are text-embeddings-inference's
+// where it has one (2 MB body, 32 inputs per request, 16,384 batch tokens, 512 requests at once).
 #pragma once
 #include <cstddef>
 #include <string>
 
 namespace linformer::serve {
+
 
 struct ServeOptions {
   std::string model;              // run folder, checkpoint folder or model file (InferenceModel::load)
@@ -24,5 +35,10 @@ struct ServeOptions {
   int compute_delay_ms = 0;       // testing only: sleep before each batch (makes queues fill)
   int load_delay_ms = 0;          // testing only: sleep before loading the model (shows the 503s of loading)
 };
+
+
+// Blocks until a signal ends the server. Returns normally after draining; throws the load error if
+// the model could not be loaded (the server stops then), or an error if the address cannot be bound.
+void run_server(const ServeOptions& opt);
 
 }  // namespace linformer::serve
